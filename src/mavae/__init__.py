@@ -1,0 +1,1 @@
+"""mavae: Manifold-Anchored Variational AutoEncoders."""

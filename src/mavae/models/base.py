@@ -1,0 +1,55 @@
+"""The interface every model implements; the trainer, metrics, uncertainty and report call
+nothing else.
+
+- ``loss(x) -> dict`` of named scalar terms, always including ``"loss"`` (what is minimised).
+- ``encode(x) -> (mean, logvar)`` of q(z|x); ``decode(z) -> x_hat`` in [0, 1].
+- ``posterior(z) -> (n, K)`` cluster probabilities (rows sum to 1).
+- ``prototypes() -> (codes (K, d), indices or None)``: latent prototypes and, where they are
+  real training samples, their training-set indices.
+- ``needs_refit(epoch)`` / ``refit(encodings)``: the trainer calls ``refit`` with the encoder
+  means of the whole training set at the start of each epoch for which ``needs_refit`` is true,
+  and once more after the last epoch when ``refits_at_end`` is true.
+- ``state_dict()`` includes the prior (as buffers), so a checkpoint is the whole model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    """Base class: subclasses implement loss/encode/decode/posterior/prototypes."""
+
+    refits_at_end: bool = False
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def posterior(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
+        raise NotImplementedError
+
+    def needs_refit(self, epoch: int) -> bool:
+        """True when the trainer must call ``refit`` at the start of ``epoch`` (0-based)."""
+        return False
+
+    def refit(self, encodings: torch.Tensor) -> None:
+        """Refit the prior on the training set's encoder means (n, d)."""
+
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer groups: weight decay on network weights only, never on a prior."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+
+    @staticmethod
+    def reparameterize(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mean + exp(logvar / 2) * eps, eps ~ N(0, I)."""
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
