@@ -26,6 +26,10 @@ class Model(nn.Module):
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``forward`` is ``loss`` so DistributedDataParallel can wrap any model."""
+        return self.loss(x)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
