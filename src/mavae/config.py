@@ -1,0 +1,141 @@
+"""Typed settings of ``mavae fit`` <-> YAML; CLI flags override file values only when given."""
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import types
+import typing
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class FitConfig:
+    """Everything ``mavae fit`` needs; saved as ``config.yaml`` in the run directory."""
+
+    data: str = "cardiac"  # a registered name (cardiac, mnist, pneumoniamnist, ...) or a path
+    preset: str = "aligned"  # the data source's preprocessing preset
+    image_size: int = 64  # images are resized to image_size x image_size
+    n_per_class: int = 1000  # images drawn per class, where the source has classes
+    model: str = "mavae"  # a registered model name
+    k: int | str = 5  # number of clusters, or "auto" to select it
+    latent_dim: int | None = None  # None: the model's default
+    epochs: int = 30  # training epochs
+    batch_size: int | None = None  # None: the model's default
+    lr: float | None = None  # learning rate; None: the model's default
+    weight_decay: float | None = None  # None: the model's default
+    grad_clip: float = 5.0  # max gradient norm
+    beta: float = 1.0  # weight of the KL term
+    dirichlet_weight: float = 1.0  # weight of the Dirichlet (graph smoothness) term
+    warmup_epochs: int = 10  # epochs before the mixture prior is fitted and used
+    refit_every: int = 2  # refit the prior every this many epochs
+    refit_max_points: int = 20000  # max encodings used per refit (subsampled above it)
+    recon: str = "mse"  # reconstruction loss: mse or bce
+    seed: int = 0  # seed for data split, initialisation and sampling
+    device: str = "cpu"  # torch device, e.g. cpu or cuda
+    pose: str = "none"  # pose head: none or rigid
+
+    def validate(self) -> FitConfig:
+        """Check types and value ranges; raise ValueError naming the field. Returns self."""
+        hints = typing.get_type_hints(FitConfig)
+        for f in fields(self):
+            _coerce(f.name, getattr(self, f.name), hints[f.name])
+        for name in ("data", "preset", "model", "device"):
+            if not getattr(self, name):
+                _fail(name, getattr(self, name), "must be a non-empty string")
+        if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
+            _fail("k", self.k, 'must be an int >= 1 or "auto"')
+        for name, low in (("image_size", 1), ("n_per_class", 1), ("epochs", 1),
+                          ("warmup_epochs", 0), ("refit_every", 1), ("refit_max_points", 1),
+                          ("seed", 0), ("latent_dim", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                _fail(name, value, f"must be >= {low}")
+        for name, positive in (("lr", True), ("grad_clip", True), ("weight_decay", False),
+                               ("beta", False), ("dirichlet_weight", False)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not math.isfinite(value) or value < 0 or (positive and value == 0):
+                _fail(name, value, "must be finite and " + ("> 0" if positive else ">= 0"))
+        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid"))):
+            if getattr(self, name) not in allowed:
+                _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
+        return self
+
+
+def load_config(path: str | Path) -> FitConfig:
+    """Read a YAML file of FitConfig keys (missing keys keep their defaults) and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys, got {type(raw).__name__}")
+    return FitConfig(**_check(raw, where=str(path))).validate()
+
+
+def merge_overrides(config: FitConfig, overrides: dict) -> FitConfig:
+    """A copy of config with the overrides applied; entries whose value is None are ignored."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return replace(config, **_check(given, where="overrides")).validate()
+
+
+def config_to_yaml(config: FitConfig) -> str:
+    """The config as YAML, fields in declaration order."""
+    return yaml.safe_dump(asdict(config), sort_keys=False)
+
+
+def save_config(config: FitConfig, path: str | Path) -> None:
+    """Write the config as YAML; load_config reads back an equal FitConfig."""
+    Path(path).write_text(config_to_yaml(config))
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 (no dot) as a float, not a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _check(values: dict, where: str) -> dict:
+    """Reject unknown keys and wrong types; ints are accepted (as floats) for float fields."""
+    hints = typing.get_type_hints(FitConfig)
+    unknown = [repr(key) for key in values if key not in hints]
+    if unknown:
+        raise ValueError(f"{where}: unknown config key(s) {', '.join(unknown)}; "
+                         f"valid keys: {', '.join(f.name for f in fields(FitConfig))}")
+    return {key: _coerce(key, value, hints[key]) for key, value in values.items()}
+
+
+def _coerce(name: str, value, hint):
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    if int in options and _is_int(value):
+        return int(value)
+    if float in options and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if str in options and isinstance(value, str):
+        return value
+    expected = " or ".join("None" if t is type(None) else t.__name__ for t in options)
+    raise ValueError(f"config key {name!r}: expected {expected}, "
+                     f"got {value!r} ({type(value).__name__})")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _fail(name: str, value, why: str):
+    raise ValueError(f"config field {name!r} {why}, got {value!r}")

@@ -1,0 +1,243 @@
+"""The run directory: written under a temporary name, renamed into place when complete, read back.
+
+A run directory holds config.yaml, model.pt, metrics.json, assignments.csv, history.csv,
+prototypes.png, figures/ and report.html. It is the output of ``mavae fit`` and the input of
+``mavae report`` and ``mavae invert``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .config import FitConfig, load_config
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunDirectoryError(ValueError):
+    """The output directory cannot be used for a new run."""
+
+
+def staging_dir(out_dir: str | Path) -> Path:
+    """Where a run for out_dir is written before it is complete: ``<parent>/.<name>.partial``."""
+    out_dir = Path(os.path.abspath(out_dir))
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+@contextmanager
+def staged_run(out_dir: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a staging directory to write a run into; on clean exit it replaces out_dir.
+
+    If the body raises, the staging directory is deleted unless it holds ``checkpoint.pt``
+    (then it is kept, and the next staged_run for the same out_dir reuses it to resume);
+    out_dir is not touched either way. An existing non-empty out_dir is refused unless force.
+    """
+    out_dir = Path(os.path.abspath(out_dir))
+    _check_target(out_dir, force)
+    staging = staging_dir(out_dir)
+    if (staging.exists() or staging.is_symlink()) and not (staging / CHECKPOINT).is_file():
+        _remove(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        yield staging
+    except BaseException:
+        if not (staging / CHECKPOINT).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _commit(staging, out_dir, force)
+
+
+def _check_target(out_dir: Path, force: bool) -> None:
+    if out_dir.is_dir():
+        if any(out_dir.iterdir()) and not force:
+            raise RunDirectoryError(f"output directory {out_dir} already exists and is not "
+                                    "empty; use --force to replace it")
+    elif out_dir.exists() or out_dir.is_symlink():
+        raise RunDirectoryError(f"output path {out_dir} exists and is not a directory")
+
+
+def _commit(staging: Path, out_dir: Path, force: bool) -> None:
+    """Rename staging to out_dir; an existing out_dir is moved aside first and deleted after."""
+    try:
+        _check_target(out_dir, force)  # out_dir may have appeared while the run was written
+    except RunDirectoryError as e:
+        raise RunDirectoryError(f"{e}; the completed run was left in {staging}") from None
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out_dir, old)
+    try:
+        os.rename(staging, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+def write_json(path: str | Path, obj) -> None:
+    """Write obj as JSON with sorted keys and indent 2; NaN and +-inf become null."""
+    text = json.dumps(_jsonable(obj), sort_keys=True, indent=2, allow_nan=False)
+    Path(path).write_text(text + "\n")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_assignments(path: str | Path, index, cluster, max_posterior, labels=None,
+                      extra: dict[str, np.ndarray] | None = None) -> None:
+    """Write one row per image: index, cluster, max_posterior[, label][, extra columns...]."""
+    columns = {"index": index, "cluster": cluster, "max_posterior": max_posterior}
+    if labels is not None:
+        columns["label"] = labels
+    for name, values in (extra or {}).items():
+        if name in columns:
+            raise ValueError(f"extra assignments column {name!r} clashes with a standard column")
+        columns[name] = values
+    columns = {name: np.asarray(values) for name, values in columns.items()}
+    n = len(columns["index"])
+    for name, values in columns.items():
+        if values.ndim != 1 or len(values) != n:
+            raise ValueError(f"assignments column {name!r} has shape {values.shape}, "
+                             f"expected ({n},)")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for i in range(n):
+            writer.writerow(_cell(values[i]) for values in columns.values())
+
+
+def read_assignments(path: str | Path) -> dict[str, np.ndarray]:
+    """Read assignments.csv back as one array per column (int, float or str, as written)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty assignments file")
+    header, rows = rows[0], rows[1:]
+    fixed = {"index": np.int64, "cluster": np.int64, "max_posterior": np.float64}
+    out = {}
+    for j, name in enumerate(header):
+        cells = [row[j] for row in rows]
+        out[name] = np.array(cells, dtype=fixed[name]) if name in fixed else _parse_column(cells)
+    return out
+
+
+def write_history(path: str | Path, history: list[dict]) -> None:
+    """Write per-epoch records as CSV; columns are all keys in first-seen order."""
+    columns = list(dict.fromkeys(key for record in history for key in record))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        if columns:
+            writer.writerow(columns)
+        for record in history:
+            writer.writerow(_cell(record[c]) if c in record else "" for c in columns)
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Read history.csv back; empty cells (keys a record did not have) are left out."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return []
+    header = rows[0]
+    return [{key: _parse_cell(cell) for key, cell in zip(header, row) if cell != ""}
+            for row in rows[1:]]
+
+
+def _cell(value) -> str:
+    """A CSV cell: floats in their shortest exact form, so they read back equal."""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(value.item())
+    return str(value)
+
+
+def _parse_cell(cell: str):
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
+
+
+def _parse_column(cells: list[str]) -> np.ndarray:
+    for kind, dtype in ((int, np.int64), (float, np.float64)):
+        try:
+            return np.array([kind(c) for c in cells], dtype=dtype)
+        except ValueError:
+            pass
+    return np.array(cells, dtype=str)
+
+
+# ---- reading a run ---------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A finished run directory, read back."""
+
+    path: Path
+    config: FitConfig
+    metrics: dict = field(default_factory=dict)
+    assignments: dict[str, np.ndarray] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        """The model's state dict from model.pt, on the CPU."""
+        import torch
+
+        return torch.load(self.path / "model.pt", map_location="cpu", weights_only=True)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory; config.yaml and model.pt are required, the other files optional."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found")
+    for name in ("config.yaml", "model.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} not found: {run_dir} is not a complete run")
+    metrics_path = run_dir / "metrics.json"
+    assignments_path = run_dir / "assignments.csv"
+    history_path = run_dir / "history.csv"
+    return Run(
+        path=run_dir,
+        config=load_config(run_dir / "config.yaml"),
+        metrics=json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
+        assignments=read_assignments(assignments_path) if assignments_path.is_file() else {},
+        history=read_history(history_path) if history_path.is_file() else [],
+    )
