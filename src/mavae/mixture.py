@@ -116,7 +116,9 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         log-likelihood is kept.
     bandwidth : heat-kernel sigma: "median" (median pairwise distance of the fitted set, from a
         seeded sample of pairs when large), "knn" (median distance to the 10th neighbour) or a
-        positive float. Computed once per fit.
+        positive float. Computed once per fit. The median bandwidth (the paper's) makes the
+        medoid a central member of its set (a discrete Frechet mean); "knn" makes it
+        mode-seeking (the densest member at the scale of the 10th neighbour).
     max_references : score medoid candidates against at most this many seeded random members
         (None: all members, exact).
     max_candidates : consider at most this many seeded random members (plus the previous
