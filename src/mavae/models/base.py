@@ -6,9 +6,9 @@ nothing else.
 - ``posterior(z) -> (n, K)`` cluster probabilities (rows sum to 1).
 - ``prototypes() -> (codes (K, d), indices or None)``: latent prototypes and, where they are
   real training samples, their training-set indices.
-- ``needs_refit(epoch)`` / ``refit(encodings)``: the trainer calls ``refit`` with the encoder
-  means of the whole training set at the start of each epoch for which ``needs_refit`` is true,
-  and once more after the last epoch when ``refits_at_end`` is true.
+- ``needs_refit(epoch)`` / ``refit(encodings, logvars)``: the trainer calls ``refit`` with the
+  encoder means and log-variances of the whole training set at the start of each epoch for
+  which ``needs_refit`` is true, and once more after the last epoch when ``refits_at_end`` is true.
 - ``state_dict()`` includes the prior (as buffers), so a checkpoint is the whole model.
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ class Model(nn.Module):
         """True when the trainer must call ``refit`` at the start of ``epoch`` (0-based)."""
         return False
 
-    def refit(self, encodings: torch.Tensor) -> None:
-        """Refit the prior on the training set's encoder means (n, d)."""
+    def refit(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
+        """Refit the prior on the training set's encoder means (n, d) and log-variances."""
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer groups: weight decay on network weights only, never on a prior."""

@@ -1,0 +1,101 @@
+"""MA-VAE: a VAE whose prior is a manifold-anchored Gaussian mixture (METHOD.md section 3)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..geometry import dirichlet_energy
+from ..mixture import ManifoldAnchoredGMM
+from .prior import MixturePrior
+from .vae import VAE, kl_standard_normal, reconstruction_loss
+
+
+class MAVAE(VAE):
+    """L = recon + beta * KL(q(z|x) || N(mu_k*, Sigma_k*)) + lambda * E(Z_batch).
+
+    The first ``warmup_epochs`` train a plain VAE (KL to N(0, I)). Then MA-EM is fitted on the
+    encoder means of the training set (a seeded subsample of at most ``refit_max_points`` that
+    always keeps the current medoids; the first fit keeps the best of ``n_init`` seedings by
+    log-likelihood, label-free) and refitted every ``refit_every`` epochs, warm-started
+    from the previous parameters with the medoids' new encodings as means, and once more after the
+    last epoch so the posteriors and prototypes belong to the final encoder. E is the Dirichlet
+    energy of the batch's encoder means on their heat-kernel graph.
+    """
+
+    refits_at_end = True
+
+    def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
+                 beta: float = 1.0, dirichlet_weight: float = 1.0, recon: str = "mse", warmup_epochs: int = 10,
+                 refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 10, bandwidth="median",
+                 seed: int = 0):
+        super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        if warmup_epochs < 0 or refit_every < 1 or refit_max_points < n_components:
+            raise ValueError("need warmup_epochs >= 0, refit_every >= 1 and refit_max_points >= n_components, got "
+                             f"{warmup_epochs}, {refit_every}, {refit_max_points}")
+        self.n_components, self.dirichlet_weight = n_components, dirichlet_weight
+        self.warmup_epochs, self.refit_every, self.refit_max_points = warmup_epochs, refit_every, refit_max_points
+        self.n_init, self.bandwidth, self.seed = n_init, bandwidth, seed
+        self.prior = MixturePrior(n_components, latent_dim)
+        self.register_buffer("n_refits", torch.tensor(0))
+
+    def needs_refit(self, epoch: int) -> bool:
+        return epoch >= self.warmup_epochs and (epoch - self.warmup_epochs) % self.refit_every == 0
+
+    def refit(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
+        """MA-EM on the encoder means m(x); medoid indices are indices into the training set.
+
+        The prior must describe the aggregate posterior, not only the spread of the means: each
+        covariance becomes Sigma_k + sum_i gamma_ik diag s_i^2 / N_k (the members' mean posterior
+        variance). Without it, dimensions the warm-up VAE left near its N(0, I) prior (means ~ 0,
+        variances ~ 1) get a near-zero Sigma_k and the KL tr(Sigma_k^-1 diag s^2) explodes.
+        """
+        z = encodings.detach().double().cpu()
+        n = len(z)
+        rng = np.random.default_rng([self.seed, int(self.n_refits)])
+        keep = np.arange(n)
+        previous = self.prior.medoid_indices.cpu().numpy() if bool(self.prior.fitted) else None
+        if n > self.refit_max_points:
+            keep = np.sort(rng.choice(n, self.refit_max_points, replace=False))
+            if previous is not None:
+                keep = np.union1d(keep, previous)
+        x = z[keep].numpy()
+        warm = {}
+        if previous is not None:
+            warm = dict(means_init=z[previous].numpy(), weights_init=self.prior.weights.double().cpu().numpy()
+                        / float(self.prior.weights.double().sum()),
+                        precisions_init=torch.linalg.inv(self.prior.covariances.double().cpu()).numpy())
+        gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, n_init=1 if warm else self.n_init,
+                                  random_state=int(rng.integers(2**31 - 1)), **warm).fit(x)
+        covariances = gmm.covariances_
+        if logvars is not None:
+            resp = gmm.predict_proba(x)
+            var = logvars.detach().double().cpu()[keep].exp().numpy()
+            mean_var = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
+            covariances = covariances + mean_var[:, :, None] * np.eye(z.shape[1])
+        self.prior.set(gmm.means_, covariances, gmm.weights_, keep[gmm.medoid_indices_])
+        self.n_refits += 1
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, logvar = self.encode(x)
+        x_hat = self.decode(self.reparameterize(mean, logvar))
+        recon = reconstruction_loss(x_hat, x, self.recon)
+        if not bool(self.prior.fitted):  # warm-up: a plain VAE
+            kl = kl_standard_normal(mean, logvar)
+            return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "dirichlet": torch.zeros(())}
+        kl = self.prior.kl_to_assigned(mean, logvar)
+        dirichlet = dirichlet_energy(mean)
+        loss = recon + self.beta * kl + self.dirichlet_weight * dirichlet
+        return {"loss": loss, "recon": recon, "kl": kl, "dirichlet": dirichlet}
+
+    def posterior(self, z: torch.Tensor) -> torch.Tensor:
+        if not bool(self.prior.fitted):
+            raise RuntimeError("the MA-VAE prior is not fitted yet (still in warm-up)")
+        return self.prior.posterior(z)
+
+    def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
+        """The prior's means: encoder means of real training images, whose indices are returned."""
+        if not bool(self.prior.fitted):
+            raise RuntimeError("the MA-VAE prior is not fitted yet (still in warm-up)")
+        return self.prior.means.clone(), self.prior.medoid_indices.cpu().numpy()

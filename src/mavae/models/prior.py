@@ -1,0 +1,59 @@
+"""A Gaussian-mixture prior held as buffers, so a model's state_dict carries it."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..mixture import log_gaussian_prob, precision_cholesky
+
+
+def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
+    """KL(N(m, diag s^2) || N(mu, S)) = 1/2 [tr(S^-1 diag s^2) + (mu - m)^T S^-1 (mu - m) - d + ln det S
+    - sum ln s^2], per row, with S^-1 = P P^T (so ln det S = -2 sum ln diag P). mu, P are per row."""
+    var = logvar.exp()
+    trace = (var[:, :, None] * prec_chol.square()).sum((1, 2))  # sum_j s_j^2 sum_l P_jl^2
+    maha = ((mean - mu)[:, :, None] * prec_chol).sum(1).square().sum(1)  # ||P^T (m - mu)||^2
+    log_det_s = -2.0 * torch.diagonal(prec_chol, dim1=-2, dim2=-1).log().sum(1)
+    return 0.5 * (trace + maha - mean.shape[1] + log_det_s - logvar.sum(1))
+
+
+class MixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(z | mu_k, Sigma_k) with full covariances; unset until ``set`` is called."""
+
+    def __init__(self, n_components: int, latent_dim: int):
+        super().__init__()
+        k, d = n_components, latent_dim
+        self.n_components, self.latent_dim = k, d
+        self.register_buffer("means", torch.zeros(k, d))
+        self.register_buffer("covariances", torch.eye(d).repeat(k, 1, 1))
+        self.register_buffer("weights", torch.full((k,), 1.0 / k))
+        self.register_buffer("precisions_cholesky", torch.eye(d).repeat(k, 1, 1))
+        self.register_buffer("medoid_indices", torch.full((k,), -1, dtype=torch.long))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def set(self, means, covariances, weights, medoid_indices=None) -> None:
+        """Install new parameters (arrays or tensors), e.g. from a fitted estimator."""
+        dtype = self.means.dtype
+        covariances = torch.as_tensor(np.asarray(covariances), dtype=torch.float64)
+        self.means.copy_(torch.as_tensor(np.asarray(means)).to(dtype))
+        self.covariances.copy_(covariances.to(dtype))
+        self.weights.copy_(torch.as_tensor(np.asarray(weights)).to(dtype))
+        self.precisions_cholesky.copy_(precision_cholesky(covariances, "full").to(dtype))
+        if medoid_indices is not None:
+            self.medoid_indices.copy_(torch.as_tensor(np.asarray(medoid_indices), dtype=torch.long))
+        self.fitted.fill_(True)
+
+    def log_joint(self, z: torch.Tensor) -> torch.Tensor:
+        """log pi_k + log N(z | mu_k, Sigma_k), shape (n, K)."""
+        return log_gaussian_prob(z, self.means, self.precisions_cholesky, "full") + self.weights.log()
+
+    def posterior(self, z: torch.Tensor) -> torch.Tensor:
+        """gamma_k(z) = pi_k N(z | mu_k, Sigma_k) / sum_l pi_l N(z | mu_l, Sigma_l)."""
+        return torch.softmax(self.log_joint(z), dim=1)
+
+    def kl_to_assigned(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Batch mean of KL(q(z|x) || N(mu_k*, Sigma_k*)), k* = argmax_k gamma_k(m(x)) (no gradient)."""
+        with torch.no_grad():
+            assigned = self.log_joint(mean.detach()).argmax(1)
+        return kl_diag_to_full(mean, logvar, self.means[assigned], self.precisions_cholesky[assigned]).mean()

@@ -1,0 +1,182 @@
+"""One Trainer for every model: the loop, checkpoints with exact resume, the NaN stop, progress,
+DDP awareness and the per-epoch hook that refits a model's prior.
+
+Randomness: every epoch re-seeds the global torch RNG, so nothing depends on the RNG state left by
+earlier epochs, callbacks or a previous process, and a resumed run is bit-identical:
+- the refit at the start of epoch e runs under a seed of (seed, e), the same on every rank, so all
+  ranks refit the same prior;
+- the batches of epoch e run under a seed of (seed, e, rank) (reparameterisation noise);
+- the shuffle of epoch e is DistributedSampler's permutation seeded with seed + e.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from .models.base import Model
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term or the gradient norm became NaN or Inf; raised before the optimizer step, so the
+    parameters and the last good checkpoint are left untouched."""
+
+
+def _seed(*keys: int) -> int:
+    """A well-mixed 32-bit seed from a tuple of non-negative ints, e.g. (seed, epoch, rank)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
+class Trainer:
+    """Minimise ``model.loss`` with AdamW (decoupled weight decay, per ``model.parameter_groups``)
+    and gradient-norm clipping, on images (n, C, H, W) in [0, 1] held in memory.
+
+    Under ``torch.distributed`` each rank trains on its DistributedSampler shard (batch_size is
+    per rank), gradients are averaged by DistributedDataParallel, every rank encodes the full
+    training set for refits, and only rank 0 writes checkpoints and shows progress.
+    """
+
+    def __init__(self, model: Model, images, *, epochs: int, batch_size: int = 64, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, grad_clip: float = 5.0, seed: int = 0, device="cpu",
+                 checkpoint_path: str | os.PathLike | None = None, progress: bool = True,
+                 callbacks: Iterable[Callable[["Trainer", int, dict], None]] = ()):
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.model = model.to(self.device)
+        self.images = torch.as_tensor(images, dtype=torch.float32)
+        if len(self.images) == 0 or not ((self.images >= 0) & (self.images <= 1)).all():
+            raise ValueError("images must be a non-empty float array with values in [0, 1] (no NaN)")
+        self.epochs, self.batch_size, self.grad_clip, self.seed = epochs, batch_size, grad_clip, seed
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.progress = progress and self.rank == 0
+        self.callbacks = list(callbacks)
+        self.optimizer = torch.optim.AdamW(model.parameter_groups(weight_decay), lr=lr)
+        self.epoch = 0  # number of completed epochs
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        """Train up to ``epochs`` (resuming from ``checkpoint_path`` if it exists); returns the
+        history, one dict per epoch: epoch, the mean of every loss term, seconds, refit (the prior
+        was refitted at the start of the epoch), refit_end (refitted after the last epoch)."""
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.load_checkpoint(self.checkpoint_path)
+        model = self.model
+        net = model
+        if self.distributed:
+            net = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        sampler = DistributedSampler(range(len(self.images)), num_replicas=self.world_size, rank=self.rank,
+                                     shuffle=True, seed=self.seed)
+        steps = math.ceil(len(sampler) / self.batch_size)
+        bar = tqdm(total=self.epochs * steps, initial=self.epoch * steps, disable=not self.progress,
+                   unit="batch", dynamic_ncols=True)
+        try:
+            for epoch in range(self.epoch, self.epochs):
+                start = time.perf_counter()
+                torch.manual_seed(_seed(self.seed, epoch))
+                refit = model.needs_refit(epoch)
+                if refit:
+                    self.refit()
+                torch.manual_seed(_seed(self.seed, epoch, self.rank))
+                sampler.set_epoch(epoch)
+                model.train()
+                sums, count = {}, 0
+                for step, idx in enumerate(torch.tensor(list(sampler)).split(self.batch_size)):
+                    terms = net(self.images[idx].to(self.device, non_blocking=True))
+                    values = torch.stack([t.detach().float() for t in terms.values()])
+                    if self.distributed:
+                        dist.all_reduce(values)  # all ranks see the same values and stop together
+                        values /= self.world_size
+                    values = values.tolist()
+                    bad = [name for name, v in zip(terms, values) if not math.isfinite(v)]
+                    if bad:
+                        raise NonFiniteLossError(self._nonfinite_message(
+                            f"loss term(s) {', '.join(bad)}", epoch, step, terms, values))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                    if not torch.isfinite(grad_norm):  # a finite loss with a NaN/Inf gradient
+                        raise NonFiniteLossError(self._nonfinite_message(
+                            f"gradient norm ({grad_norm.item()})", epoch, step, terms, values))
+                    self.optimizer.step()
+                    n = len(idx)
+                    for name, v in zip(terms, values):
+                        sums[name] = sums.get(name, 0.0) + n * v
+                    count += n
+                    bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / count:.4g}", refresh=False)
+                    bar.update()
+                record = {"epoch": epoch, **{name: s / count for name, s in sums.items()},
+                          "seconds": time.perf_counter() - start, "refit": refit, "refit_end": False}
+                self.history.append(record)
+                self.epoch = epoch + 1
+                self.save_checkpoint()
+                for callback in self.callbacks:
+                    callback(self, epoch, record)
+            if model.refits_at_end and self.history and not self.history[-1]["refit_end"]:
+                torch.manual_seed(_seed(self.seed, self.epoch))
+                self.refit()
+                self.history[-1]["refit_end"] = True
+                self.save_checkpoint()
+        finally:
+            bar.close()
+        return self.history
+
+    def refit(self) -> None:
+        """Refit the model's prior on the encoder means and log-variances of the whole training set."""
+        self.model.refit(*self.encode_posteriors(self.images))
+
+    def encode(self, images, batch_size: int = 1024) -> torch.Tensor:
+        """Encoder means m(x) (n, d) in eval mode, on the trainer's device."""
+        return self.encode_posteriors(images, batch_size)[0]
+
+    @torch.no_grad()
+    def encode_posteriors(self, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) of q(z|x), each (n, d), in eval mode, on the trainer's device."""
+        images = torch.as_tensor(images, dtype=torch.float32)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = [self.model.encode(b.to(self.device)) for b in images.split(batch_size)]
+        finally:
+            self.model.train(was_training)
+        return torch.cat([m for m, _ in out]), torch.cat([lv for _, lv in out])
+
+    # ----------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        """Atomically write model (with its prior buffers), optimizer, epoch and history (rank 0)."""
+        if self.checkpoint_path is None or self.rank != 0:
+            return
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch, "history": self.history}
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.history = state["epoch"], state["history"]
+
+    def _nonfinite_message(self, what, epoch, step, terms, values) -> str:
+        shown = ", ".join(f"{name}={v}" for name, v in zip(terms, values))
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            last = f"last good checkpoint: {self.checkpoint_path} (after {self.epoch} epochs)"
+        else:
+            last = "no checkpoint was written" + ("" if self.checkpoint_path else " (checkpoint_path=None)")
+        return (f"non-finite {what} at epoch {epoch} (0-based), step {step} "
+                f"[{shown}]; {last}")
