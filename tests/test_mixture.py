@@ -165,3 +165,12 @@ def test_sampled_path_agrees_with_exact():
 def test_bad_input_raises_value_error_naming_the_problem(X, params, message):
     with pytest.raises(ValueError, match=message):
         ManifoldAnchoredGMM(**params).fit(X)
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "kmeans", "em"])
+def test_every_init_gives_medoid_means(blobs, init_params):
+    X, y = blobs
+    gmm = ManifoldAnchoredGMM(6, init_params=init_params, random_state=0).fit(X)
+    np.testing.assert_array_equal(gmm.means_, X[gmm.medoid_indices_])
+    assert adjusted_rand_score(y, gmm.predict(X)) >= 0.99
+

@@ -29,12 +29,13 @@ class FitConfig:
     weight_decay: float | None = None  # None: the model's default
     grad_clip: float = 5.0  # max gradient norm
     beta: float = 1.0  # weight of the KL term
-    dirichlet_weight: float = 1.0  # weight of the Dirichlet (graph smoothness) term
-    warmup_epochs: int = 10  # epochs before the mixture prior is fitted and used
+    dirichlet_weight: float = 0.01  # weight of the Dirichlet (graph smoothness) term
+    warmup_epochs: int = 15  # epochs before the mixture prior is fitted and used
     refit_every: int = 2  # refit the prior every this many epochs
     refit_max_points: int = 20000  # max encodings used per refit (subsampled above it)
     recon: str = "mse"  # reconstruction loss: mse or bce
-    seed: int = 0  # seed for data split, initialisation and sampling
+    seed: int = 0  # seed for initialisation, shuffling and sampling
+    data_seed: int = 0  # seed of a generated cohort (cardiac) and its split
     device: str = "cpu"  # torch device, e.g. cpu or cuda
     pose: str = "none"  # pose head: none or rigid
 
@@ -50,7 +51,7 @@ class FitConfig:
             _fail("k", self.k, 'must be an int >= 1 or "auto"')
         for name, low in (("image_size", 1), ("n_per_class", 1), ("epochs", 1),
                           ("warmup_epochs", 0), ("refit_every", 1), ("refit_max_points", 1),
-                          ("seed", 0), ("latent_dim", 1), ("batch_size", 1)):
+                          ("seed", 0), ("data_seed", 0), ("latent_dim", 1), ("batch_size", 1)):
             value = getattr(self, name)
             if value is not None and value < low:
                 _fail(name, value, f"must be >= {low}")

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.cluster import kmeans_plusplus
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -23,6 +23,7 @@ from mavae.geometry import (DEFAULT_CHUNK, bandwidth, cluster_argmax, graph_medo
 
 ANCHORS = ("medoid", "mean")
 COVARIANCE_TYPES = ("full", "diag", "spherical")
+INIT_PARAMS = ("k-means++", "kmeans", "em")
 
 
 class EmptyComponentWarning(UserWarning):
@@ -112,8 +113,12 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         fit also stops as soon as the hard assignments no longer change.
     reg_covar : added to the covariance diagonals.
     max_iter : EM iterations per initialisation.
-    n_init : initialisations (k-means++ seeding, hard labels, one M-step); the best
-        log-likelihood is kept.
+    n_init : initialisations; the best log-likelihood is kept.
+    init_params : "k-means++" (k-means++ seeding, hard labels by nearest seed, one M-step) or
+        "kmeans" (the same seeding refined by Lloyd's k-means before the M-step, as sklearn's
+        GaussianMixture initialises) or "em" (k-means++ seeding, then ordinary mean-anchored EM to
+        convergence, then the medoid-anchored EM: soft means can slide out of the poor optima that
+        hard-set medoids get stuck in, e.g. a split elongated cluster).
     bandwidth : heat-kernel sigma: "median" (median pairwise distance of the fitted set, from a
         seeded sample of pairs when large), "knn" (median distance to the 10th neighbour) or a
         positive float. Computed once per fit. The median bandwidth (the paper's) makes the
@@ -136,7 +141,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
     """
 
     def __init__(self, n_components=1, *, anchor="medoid", covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, bandwidth="median", max_references=None, max_candidates=None,
+                 max_iter=100, n_init=1, init_params="k-means++", bandwidth="median", max_references=None, max_candidates=None,
                  chunk_size=DEFAULT_CHUNK, weights_init=None, means_init=None, precisions_init=None,
                  warm_start=False, random_state=None):
         self.n_components = n_components
@@ -146,6 +151,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.n_init = n_init
+        self.init_params = init_params
         self.bandwidth = bandwidth
         self.max_references = max_references
         self.max_candidates = max_candidates
@@ -173,6 +179,8 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         positive_int("max_candidates", allow_none=True)
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {self.covariance_type!r}")
         for name in ("tol", "reg_covar"):
@@ -245,33 +253,45 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         else:
             if self.means_init is not None:
                 centres = torch.tensor(np.asarray(self.means_init, dtype=np.float64))
+            elif self.init_params == "kmeans":
+                kmeans = KMeans(self.n_components, n_init=1, random_state=rng).fit(x.numpy())
+                centres = torch.from_numpy(kmeans.cluster_centers_).to(x.dtype)
             else:
                 centres, _ = kmeans_plusplus(x.numpy(), self.n_components, random_state=rng)
                 centres = torch.from_numpy(centres)
             d2 = squared_distances(x, centres)
             labels = d2.argmin(1)
             resp = torch.nn.functional.one_hot(labels, self.n_components).to(x.dtype)
-            fit_score = -d2.min(1).values
-            means, covs, weights, medoids = self._m_step(x, resp, labels, fit_score, sigma, seed, None, cache)
+            anchor = "mean" if self.init_params == "em" else self.anchor
+            means, covs, weights, medoids = self._m_step(x, resp, labels, -d2.min(1).values, sigma, seed, None,
+                                                         cache, anchor)
             prec_chol = precision_cholesky(covs, self.covariance_type)
+            if self.init_params == "em" and self.anchor == "medoid":  # ordinary EM first, then anchor
+                means, weights, prec_chol, medoids, *_ = self._em(x, sigma, seed, means, weights, prec_chol,
+                                                                  medoids, cache, "mean")
+        means, weights, prec_chol, medoids, labels, ll, converged, n_iter = self._em(
+            x, sigma, seed, means, weights, prec_chol, medoids, cache, self.anchor)
+        covs = self._covariances_from_cholesky(prec_chol)
+        return dict(means=means, covariances=covs, weights=weights, prec_chol=prec_chol, lower_bound=ll,
+                    converged=converged, n_iter=n_iter, labels=labels,
+                    medoid_indices=None if medoids is None else medoids.numpy().copy())
 
+    def _em(self, x, sigma, seed, means, weights, prec_chol, medoids, cache, anchor):
+        """E- and M-steps until the hard labels (medoid anchor) or the mean log-likelihood settle."""
         prev_ll, prev_labels, converged, n_iter = -np.inf, None, False, 0
         for n_iter in range(1, self.max_iter + 1):
             log_resp, sample_ll = self._e_step(x, means, prec_chol, weights)
             labels = log_resp.argmax(1)
             ll = float(sample_ll.mean())
             same_labels = prev_labels is not None and bool((labels == prev_labels).all())
-            if abs(ll - prev_ll) < self.tol or (self.anchor == "medoid" and same_labels):
+            if abs(ll - prev_ll) < self.tol or (anchor == "medoid" and same_labels):
                 converged = True
                 break
             means, covs, weights, medoids = self._m_step(x, log_resp.exp(), labels, sample_ll, sigma,
-                                                         seed + n_iter, medoids, cache)
+                                                         seed + n_iter, medoids, cache, anchor)
             prec_chol = precision_cholesky(covs, self.covariance_type)
             prev_ll, prev_labels = ll, labels
-        covs = self._covariances_from_cholesky(prec_chol)
-        return dict(means=means, covariances=covs, weights=weights, prec_chol=prec_chol, lower_bound=ll,
-                    converged=converged, n_iter=n_iter, labels=labels,
-                    medoid_indices=None if medoids is None else medoids.numpy().copy())
+        return means, weights, prec_chol, medoids, labels, ll, converged, n_iter
 
     def _e_step(self, x, means, prec_chol, weights):
         """log gamma_ik and the per-sample log-likelihood log sum_k pi_k N(x_i | mu_k, Sigma_k)."""
@@ -279,11 +299,12 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         sample_ll = torch.logsumexp(weighted, dim=1)
         return weighted - sample_ll[:, None], sample_ll
 
-    def _m_step(self, x, resp, labels, fit_score, sigma, seed, previous_medoids, cache):
+    def _m_step(self, x, resp, labels, fit_score, sigma, seed, previous_medoids, cache, anchor):
         """Anchors (medoids or weighted means), then soft weights and anchor-centred covariances."""
         n, k = len(x), self.n_components
         nk = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
-        if self.anchor == "mean":
+        reseeded = []
+        if anchor == "mean":
             means = (resp.T @ x) / nk[:, None]
             medoids = None
         else:
@@ -296,7 +317,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
                 nk = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
         covs = estimate_covariances(x, resp, nk, means, self.covariance_type, self.reg_covar)
         weights = nk / n
-        if self.anchor == "medoid" and reseeded:
+        if reseeded:
             data_cov = estimate_covariances(x, torch.ones(n, 1, dtype=x.dtype), torch.tensor([float(n)], dtype=x.dtype),
                                             x.mean(0, keepdim=True), self.covariance_type, self.reg_covar)
             covs[reseeded] = data_cov[0]

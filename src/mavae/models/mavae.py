@@ -15,8 +15,9 @@ class MAVAE(VAE):
 
     The first ``warmup_epochs`` train a plain VAE (KL to N(0, I)). Then MA-EM is fitted on the
     encoder means of the training set (a seeded subsample of at most ``refit_max_points`` that
-    always keeps the current medoids; the first fit keeps the best of ``n_init`` seedings by
-    log-likelihood, label-free) and refitted every ``refit_every`` epochs, warm-started
+    always keeps the current medoids; the first fit keeps the best of ``n_init`` initialisations
+    by log-likelihood, label-free, each one ordinary EM then medoid-anchored EM: see
+    ``ManifoldAnchoredGMM(init_params="em")``) and refitted every ``refit_every`` epochs, warm-started
     from the previous parameters with the medoids' new encodings as means, and once more after the
     last epoch so the posteriors and prototypes belong to the final encoder. E is the Dirichlet
     energy of the batch's encoder means on their heat-kernel graph.
@@ -26,7 +27,7 @@ class MAVAE(VAE):
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, dirichlet_weight: float = 1.0, recon: str = "mse", warmup_epochs: int = 10,
-                 refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 10, bandwidth="median",
+                 refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 30, bandwidth="median",
                  seed: int = 0):
         super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
         if n_components < 1:
@@ -66,7 +67,8 @@ class MAVAE(VAE):
             warm = dict(means_init=z[previous].numpy(), weights_init=self.prior.weights.double().cpu().numpy()
                         / float(self.prior.weights.double().sum()),
                         precisions_init=torch.linalg.inv(self.prior.covariances.double().cpu()).numpy())
-        gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, n_init=1 if warm else self.n_init,
+        gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
+                                  n_init=1 if warm else self.n_init,
                                   random_state=int(rng.integers(2**31 - 1)), **warm).fit(x)
         covariances = gmm.covariances_
         if logvars is not None:

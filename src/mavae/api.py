@@ -1,0 +1,151 @@
+"""The main job as one function: data -> model -> trainer -> evaluation -> run directory."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .config import FitConfig, save_config
+from .datasets import Dataset, load_dataset
+from .models import MODELS, Model
+from .runs import staged_run, write_assignments, write_history, write_json
+from .training import Trainer
+
+# Defaults by image size (METHOD.md section 3 release defaults; width keeps 2 CPU cores fast):
+# (max side, latent_dim, batch_size, lr, weight_decay, width)
+SIZE_DEFAULTS = [(32, 10, 128, 1e-3, 1e-4, 32), (64, 16, 64, 1e-3, 5e-4, 16), (10**9, 32, 32, 1e-4, 5e-4, 16)]
+
+
+def resolve(config: FitConfig, image_shape: tuple[int, ...]) -> FitConfig:
+    """Fill every None setting with its default for this image size; returns a new config."""
+    side = max(image_shape[1:]) if len(image_shape) == 3 else image_shape[0]
+    _, latent_dim, batch_size, lr, weight_decay, _ = next(row for row in SIZE_DEFAULTS if side <= row[0])
+    return replace(config, latent_dim=config.latent_dim or latent_dim, batch_size=config.batch_size or batch_size,
+                   lr=config.lr or lr, weight_decay=weight_decay if config.weight_decay is None else config.weight_decay)
+
+
+def network_width(image_shape: tuple[int, ...]) -> int:
+    side = max(image_shape[1:]) if len(image_shape) == 3 else image_shape[0]
+    return next(row for row in SIZE_DEFAULTS if side <= row[0])[5]
+
+
+def load_data(config: FitConfig) -> Dataset:
+    """The cohort named by config.data (the cardiac generator takes size, preset and count)."""
+    if config.data == "cardiac":
+        return load_dataset("cardiac", n_per_class=config.n_per_class, image_size=config.image_size,
+                            preset=config.preset, seed=config.data_seed)
+    return load_dataset(config.data)
+
+
+def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
+    """The model named by config.model, built for image_shape from a resolved config."""
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model '{config.model}'; known: {', '.join(MODELS)}")
+    if config.k == "auto":
+        raise ValueError("k='auto' needs `mavae select-k`, which is not available yet; pass an integer k")
+    common = dict(latent_dim=config.latent_dim, n_components=config.k, width=network_width(image_shape),
+                  beta=config.beta, recon=config.recon, seed=config.seed)
+    if config.model == "mavae":
+        return MODELS["mavae"](image_shape, dirichlet_weight=config.dirichlet_weight,
+                               warmup_epochs=config.warmup_epochs, refit_every=config.refit_every,
+                               refit_max_points=config.refit_max_points, **common)
+    return MODELS[config.model](image_shape, **common)
+
+
+@torch.no_grad()
+def cluster(model: Model, trainer: Trainer, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encoder means, hard clusters and max posteriors of images under the model's prior."""
+    means = trainer.encode(images)
+    posterior = model.posterior(means)
+    top = posterior.max(1)
+    return means.cpu().numpy(), top.indices.cpu().numpy(), top.values.cpu().numpy()
+
+
+@torch.no_grad()
+def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> tuple[dict, dict]:
+    """Metrics (METHOD.md section 6) and the per-image assignments of both splits."""
+    z_train, c_train, p_train = cluster(model, trainer, train.images)
+    z_test, c_test, p_test = cluster(model, trainer, test.images) if len(test) else (z_train[:0], c_train[:0], p_train[:0])
+    codes, indices = model.prototypes()
+    codes = codes.cpu().numpy()
+    have_labels = train.labels is not None and len(test) > 0
+    result = metrics.evaluate_clustering(
+        z_train, c_train, z_test if len(test) else z_train, c_test if len(test) else c_train,
+        train_labels=train.labels if have_labels else None, test_labels=test.labels if have_labels else None,
+        prototype_latents=codes, n_components=len(codes), seed=0)
+    decoded = model.decode(torch.as_tensor(codes, device=trainer.device)).cpu().numpy()
+    result["sharpness"] = [float(s) for s in metrics.sharpness(decoded, train.images, c_train)]
+    result["cluster_sizes_train"] = np.bincount(c_train, minlength=len(codes)).tolist()
+    if indices is not None:
+        result["archetype_train_indices"] = [int(i) for i in indices]
+        if train.labels is not None:
+            result["archetype_labels"] = [int(train.labels[i]) for i in indices]
+    assignments = dict(  # index: position within its split (archetype indices refer to the train split)
+        index=np.concatenate([np.arange(len(train)), np.arange(len(test))]),
+        split=np.array(["train"] * len(train) + ["test"] * len(test)),
+        cluster=np.concatenate([c_train, c_test]), max_posterior=np.concatenate([p_train, p_test]),
+        labels=None if train.labels is None else np.concatenate([train.labels, test.labels]))
+    return result, dict(assignments, decoded=decoded, indices=indices)
+
+
+def save_prototypes_png(path: Path, decoded: np.ndarray, indices, sizes) -> None:
+    """One decoded prototype per sub-population, titled with its archetype's training index."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(decoded)
+    fig, axes = plt.subplots(1, k, figsize=(1.9 * k, 2.3), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.imshow(decoded[j, 0] if decoded.shape[1] == 1 else decoded[j].transpose(1, 2, 0), cmap="gray",
+                  vmin=0, vmax=1)
+        title = f"k={j}" + (f"  #{int(indices[j])}" if indices is not None else "") + f"\nn={sizes[j]}"
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> dict:
+    """Train config.model on config.data and write the run directory out_dir atomically.
+
+    Rerunning the same command after an interruption resumes from the checkpoint kept in the
+    staging directory. Returns the metrics.
+    """
+    config.validate()
+    data = load_data(config)
+    train, test = data.subset("train"), data.subset("test")
+    config = resolve(config, train.image_shape)
+    torch.manual_seed(config.seed)
+    model = build_model(config, train.image_shape)
+    out_dir = Path(out_dir)
+    with staged_run(out_dir, force=force) as stage:
+        checkpoint = stage / "checkpoint.pt"
+        if checkpoint.exists() and progress:
+            print(f"resuming from {checkpoint}")
+        save_config(config, stage / "config.yaml")
+        trainer = Trainer(model, train.images, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                          weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed,
+                          device=config.device, checkpoint_path=checkpoint, progress=progress)
+        start = time.perf_counter()
+        history = trainer.fit()
+        result, out = evaluate(model, trainer, train, test)
+        result.update(model=config.model, data=data.name, epochs=config.epochs, n_train=len(train), n_test=len(test),
+                      train_seconds=round(sum(r["seconds"] for r in history), 2),
+                      seconds_per_epoch=round(float(np.mean([r["seconds"] for r in history])), 3),
+                      wall_seconds_this_call=round(time.perf_counter() - start, 2))
+        torch.save({"state_dict": model.state_dict(), "model": config.model,
+                    "image_shape": list(train.image_shape)}, stage / "model.pt")
+        write_json(stage / "metrics.json", result)
+        write_history(stage / "history.csv", history)
+        write_assignments(stage / "assignments.csv", out["index"], out["cluster"], out["max_posterior"],
+                          labels=out["labels"], extra={"split": out["split"]})
+        save_prototypes_png(stage / "prototypes.png", out["decoded"], out["indices"], result["cluster_sizes_train"])
+        checkpoint.unlink()
+    return result

@@ -1,0 +1,63 @@
+"""The `mavae` command: parse, call the API, print. No logic of its own."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Manifold-Anchored VAEs: label-free stratification of image cohorts.")
+
+
+@app.callback()
+def main() -> None:
+    """Manifold-Anchored VAEs: label-free stratification of image cohorts."""
+
+
+def _k(value: Optional[str]):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"--k must be an integer >= 1 or 'auto', got {value!r}") from None
+
+
+@app.command()
+def fit(
+    out: Path = typer.Option(..., "--out", help="run directory to write (must not exist or be empty)"),
+    data: Optional[str] = typer.Option(None, help="cardiac (built-in synthetic cohort) or a data set path/name"),
+    k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="image side in pixels (cardiac)"),
+    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    model: Optional[str] = typer.Option(None, help="model: mavae (default) or vae_gmm"),
+    seed: Optional[int] = typer.Option(None, help="training seed"),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty --out directory"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train a model on a cohort and write a run directory (model.pt, assignments.csv, prototypes.png,
+    metrics.json, config.yaml, history.csv). Rerun the same command to resume an interrupted run."""
+    from .api import fit as run_fit
+    from .config import FitConfig, load_config, merge_overrides
+
+    try:
+        base = load_config(config) if config is not None else FitConfig()
+        cfg = merge_overrides(base, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
+                                         model=model, seed=seed, device=device))
+        result = run_fit(cfg, out, force=force, progress=not quiet)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
+                                           "seconds_per_epoch") if key in result}
+    typer.echo(json.dumps(shown))
+    typer.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, kl_divergence
+
+from mavae.models import MAVAE, VAEGMM
+from mavae.models.prior import MixturePrior, kl_diag_to_full
+from mavae.training import Trainer
+
+
+def test_kl_diag_to_full_matches_torch_distributions():
+    gen = torch.Generator().manual_seed(0)
+    d = 4
+    mean, logvar = torch.randn(5, d, generator=gen, dtype=torch.float64), torch.randn(5, d, generator=gen, dtype=torch.float64)
+    mu = torch.randn(5, d, generator=gen, dtype=torch.float64)
+    a = torch.randn(5, d, d, generator=gen, dtype=torch.float64)
+    cov = a @ a.transpose(1, 2) + 0.5 * torch.eye(d, dtype=torch.float64)
+    prec_chol = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), torch.eye(d, dtype=torch.float64).expand(5, d, d),
+                                              upper=False).transpose(1, 2)
+    expected = kl_divergence(MultivariateNormal(mean, torch.diag_embed(logvar.exp())), MultivariateNormal(mu, cov))
+    assert torch.allclose(kl_diag_to_full(mean, logvar, mu, prec_chol), expected, atol=1e-10)
+
+
+def test_prior_posterior_and_kl_to_assigned_component():
+    prior = MixturePrior(2, 2)
+    prior.set(np.array([[-5.0, 0.0], [5.0, 0.0]]), np.stack([np.eye(2)] * 2), np.array([0.5, 0.5]), [3, 7])
+    z = torch.tensor([[-5.0, 0.0], [4.0, 1.0]])
+    post = prior.posterior(z)
+    assert torch.allclose(post.sum(1), torch.ones(2))
+    assert post.argmax(1).tolist() == [0, 1]
+    # q = N(mu_k*, I) exactly: the KL to the assigned component is 0
+    assert prior.kl_to_assigned(torch.tensor([[-5.0, 0.0], [5.0, 0.0]]), torch.zeros(2, 2)).item() == pytest.approx(0, abs=1e-6)
+    assert prior.medoid_indices.tolist() == [3, 7] and bool(prior.fitted)
+
+
+def _blobs_images(n=120, size=16, seed=0):
+    """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.normal(0.1, 0.02, (n, 1, size, size))
+    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
+        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
+    return np.clip(images, 0, 1).astype(np.float32), labels
+
+
+def test_mavae_trains_and_its_prototypes_are_real_training_encodings():
+    images, labels = _blobs_images()
+    torch.manual_seed(0)
+    model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8, warmup_epochs=3, refit_every=2,
+                  dirichlet_weight=0.01, n_init=5)
+    trainer = Trainer(model, images, epochs=8, batch_size=32, seed=0, progress=False)
+    history = trainer.fit()
+    assert [r["refit"] for r in history] == [False, False, False, True, False, True, False, True]
+    assert history[-1]["refit_end"] and history[-1]["loss"] < history[0]["loss"]
+    assert history[2]["kl"] > 0 and "dirichlet" in history[-1]
+    codes, indices = model.prototypes()
+    means, _ = trainer.encode_posteriors(images)
+    # after the final refit each prototype is exactly the encoder mean of its archetype training image
+    assert torch.allclose(codes, means[torch.as_tensor(indices)], atol=1e-6)
+    assert len(set(indices.tolist())) == 3
+    post = model.posterior(means)
+    assert torch.allclose(post.sum(1), torch.ones(len(images)), atol=1e-5)
+    state = model.state_dict()
+    assert {"prior.means", "prior.covariances", "prior.weights", "prior.medoid_indices"} <= set(state)
+    clone = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8)
+    clone.load_state_dict(state)
+    assert torch.equal(clone.prior.medoid_indices, model.prior.medoid_indices)
+    assert torch.allclose(clone.posterior(means), post)
+
+
+def test_mavae_refuses_posteriors_before_its_prior_exists():
+    model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.posterior(torch.zeros(2, 4))
+
+
+def test_vae_gmm_baseline_fits_gaussian_mixture_at_the_end():
+    images, _ = _blobs_images()
+    model = VAEGMM((1, 16, 16), latent_dim=4, n_components=3, width=8, n_init=2)
+    trainer = Trainer(model, images, epochs=2, batch_size=32, seed=0, progress=False)
+    history = trainer.fit()
+    assert history[-1]["refit_end"] and not any(r["refit"] for r in history)
+    codes, indices = model.prototypes()
+    assert codes.shape == (3, 4) and indices is None
