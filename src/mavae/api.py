@@ -112,11 +112,13 @@ def save_prototypes_png(path: Path, decoded: np.ndarray, indices, sizes) -> None
     plt.close(fig)
 
 
-def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True) -> dict:
+def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True,
+        report: bool = True) -> dict:
     """Train config.model on config.data and write the run directory out_dir atomically.
 
     Rerunning the same command after an interruption resumes from the checkpoint kept in the
-    staging directory. Returns the metrics.
+    staging directory. When report, ``report.build_report`` then adds report.html, figures/ and
+    uncertainty.json to the finished run. Returns the metrics.
     """
     config.validate()
     data = load_data(config)
@@ -148,4 +150,25 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
                           labels=out["labels"], extra={"split": out["split"]})
         save_prototypes_png(stage / "prototypes.png", out["decoded"], out["indices"], result["cluster_sizes_train"])
         checkpoint.unlink()
+    if report:
+        from .report import build_report
+
+        build_report(out_dir)
     return result
+
+
+def load_fitted(run_dir: str | Path, device: str = "cpu") -> tuple[Model, FitConfig, Dataset, Dataset]:
+    """Rebuild a run's model (weights and prior) and reload its data: (model, config, train, test)."""
+    from .runs import load_run
+
+    run = load_run(run_dir)
+    saved = run.state_dict()
+    config = run.config
+    data = load_data(config)
+    train, test = data.subset("train"), data.subset("test")
+    if list(train.image_shape) != list(saved["image_shape"]):
+        raise ValueError(f"{run_dir}: the data now has images of shape {train.image_shape}, the model was trained "
+                         f"on {tuple(saved['image_shape'])}")
+    model = build_model(config, tuple(saved["image_shape"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), config, train, test

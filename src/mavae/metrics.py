@@ -385,16 +385,20 @@ def _scale(train_latents: np.ndarray, scale: float | None) -> float:
     return float(scale)
 
 
-def knn_accuracy(train_z: Any, train_y: Any, test_z: Any, test_y: Any, k: int = 5) -> float:
-    """Accuracy on the test split of a k-nearest-neighbour classifier (Euclidean, uniform
-    majority vote, ties -> smallest label) whose neighbours are the training embeddings."""
-    train_z = _matrix(train_z, "train_z")
-    test_z = _matrix(test_z, "test_z")
-    train_y = _labels(train_y, "train_y")
-    test_y = _labels(test_y, "test_y")
+def _probe_inputs(train_z: Any, train_y: Any, test_z: Any, test_y: Any):
+    """Validated (train_z, train_y, test_z, test_y) for a probe trained on train, scored on test."""
+    train_z, test_z = _matrix(train_z, "train_z"), _matrix(test_z, "test_z")
+    train_y, test_y = _labels(train_y, "train_y"), _labels(test_y, "test_y")
     _same_length(train_z, "train_z", train_y, "train_y")
     _same_length(test_z, "test_z", test_y, "test_y")
     _same_dim(train_z, "train_z", test_z, "test_z")
+    return train_z, train_y, test_z, test_y
+
+
+def knn_accuracy(train_z: Any, train_y: Any, test_z: Any, test_y: Any, k: int = 5) -> float:
+    """Accuracy on the test split of a k-nearest-neighbour classifier (Euclidean, uniform
+    majority vote, ties -> smallest label) whose neighbours are the training embeddings."""
+    train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y)
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= len(train_z)):
         raise ValueError(f"k must be an integer in [1, len(train_z)={len(train_z)}], got {k}")
     label_values, enc = np.unique(train_y, return_inverse=True)
@@ -413,13 +417,7 @@ def linear_probe_accuracy(
 ) -> float:
     """Accuracy on the test split of a multinomial logistic regression (L2, C=1, lbfgs) fitted on
     the standardised training embeddings (standardisation fitted on train only)."""
-    train_z = _matrix(train_z, "train_z")
-    test_z = _matrix(test_z, "test_z")
-    train_y = _labels(train_y, "train_y")
-    test_y = _labels(test_y, "test_y")
-    _same_length(train_z, "train_z", train_y, "train_y")
-    _same_length(test_z, "test_z", test_y, "test_y")
-    _same_dim(train_z, "train_z", test_z, "test_z")
+    train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y)
     classes = np.unique(train_y)
     if len(classes) < 2:  # nothing to fit: the probe can only predict the one class
         return float(np.mean(test_y == classes[0]))
