@@ -39,9 +39,11 @@ def fit(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
     force: bool = typer.Option(False, "--force", help="replace a non-empty --out directory"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    no_report: bool = typer.Option(False, "--no-report", help="skip report.html, figures/ and uncertainty.json"),
 ) -> None:
     """Train a model on a cohort and write a run directory (model.pt, assignments.csv, prototypes.png,
-    metrics.json, config.yaml, history.csv). Rerun the same command to resume an interrupted run."""
+    metrics.json, config.yaml, history.csv) and its report (see `mavae report`). Rerun the same command to
+    resume an interrupted run."""
     from .api import fit as run_fit
     from .config import FitConfig, load_config, merge_overrides
 
@@ -49,7 +51,7 @@ def fit(
         base = load_config(config) if config is not None else FitConfig()
         cfg = merge_overrides(base, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
                                          model=model, seed=seed, device=device))
-        result = run_fit(cfg, out, force=force, progress=not quiet)
+        result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
@@ -57,6 +59,23 @@ def fit(
                                            "seconds_per_epoch") if key in result}
     typer.echo(json.dumps(shown))
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `mavae fit`"),
+    samples: int = typer.Option(30, "--samples", help="Monte-Carlo samples of q(z|x) per image"),
+    latent_map: str = typer.Option("pca", "--latent-map", help="2-D latent map: pca or umap (needs umap-learn)"),
+) -> None:
+    """Write report.html (self-contained), figures/*.png and uncertainty.json into RUN_DIR."""
+    from .report import build_report
+
+    try:
+        path = build_report(run_dir, n_samples=samples, latent_map=latent_map)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

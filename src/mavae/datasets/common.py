@@ -1,0 +1,122 @@
+"""Helpers shared by the file-based loaders: data root, npz reading, splits, resizing."""
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+DATA_ENV = "MAVAE_DATA"
+DEFAULT_DATA_ROOT = "../shared/data"
+
+
+def data_root() -> Path:
+    """The data folder: ``$MAVAE_DATA``, else ``../shared/data`` from the current directory; absolute."""
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT).expanduser().resolve()
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError)
+
+
+def _npz_error(path: Path, err: Exception) -> ValueError:
+    return ValueError(f"{path}: not a readable .npz file, corrupt or truncated? ({type(err).__name__}: {err})")
+
+
+def npz_keys(path: str | Path) -> list[str]:
+    """The array names in an npz file; ValueError naming the file if it is unreadable."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.files)
+    except _NPZ_ERRORS as err:
+        raise _npz_error(path, err) from err
+
+
+def read_npz(path: str | Path, keys=None) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all when None) of an npz file; ValueError naming the file if unreadable
+    or if arrays are missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            files = list(archive.files)
+            wanted = files if keys is None else [k for k in keys if k in files]
+            arrays = {k: archive[k] for k in wanted}
+    except _NPZ_ERRORS as err:
+        raise _npz_error(path, err) from err
+    missing = [] if keys is None else [k for k in keys if k not in files]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; it has {', '.join(files) or 'none'}")
+    return arrays
+
+
+def to_float_images(arrays, source: str | Path) -> np.ndarray:
+    """Concatenate (m, H, W) or (m, H, W, C) image arrays into one (n, C, H, W) float32 in [0, 1].
+
+    uint8 is divided by 255; float arrays must already lie in [0, 1].
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    first = arrays[0]
+    if first.ndim not in (3, 4) or any(a.shape[1:] != first.shape[1:] for a in arrays):
+        raise ValueError(f"{source}: images must be (n, H, W) or (n, H, W, C) of one size; "
+                         f"got shapes {[a.shape for a in arrays]}")
+    channels = 1 if first.ndim == 3 else first.shape[3]
+    n = sum(len(a) for a in arrays)
+    out = np.empty((n, channels) + first.shape[1:3], dtype=np.float32)
+    start = 0
+    for a in arrays:
+        block = out[start:start + len(a)]
+        src = a[:, None] if a.ndim == 3 else np.moveaxis(a, 3, 1)
+        if a.dtype == np.uint8:
+            np.divide(src, np.float32(255), out=block, dtype=np.float32)
+        elif np.issubdtype(a.dtype, np.floating):
+            if a.size and (np.nanmin(a) < 0 or np.nanmax(a) > 1 or np.isnan(a).any()):
+                raise ValueError(f"{source}: float images must lie in [0, 1]")
+            block[...] = src
+        else:
+            raise ValueError(f"{source}: images must be uint8 or float in [0, 1]; got dtype {a.dtype}")
+        start += len(a)
+    return out
+
+
+def split_by_subject(subject_ids: np.ndarray, test_fraction: float, seed: int,
+                     source: str | Path = "dataset") -> np.ndarray:
+    """"train"/"test" per image: round(test_fraction * subjects) seeded random subjects go to test.
+
+    Every image of a subject lands on the same side. With test_fraction > 0 each side gets at
+    least one subject; test_fraction = 0 puts everything in train.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1); got {test_fraction}")
+    subjects = np.unique(subject_ids)
+    n_subjects = len(subjects)
+    if test_fraction == 0.0:
+        return np.full(len(subject_ids), "train")
+    if n_subjects < 2:
+        raise ValueError(f"{source}: a train/test split needs at least 2 subjects; got {n_subjects} "
+                         "(pass test_fraction=0 to keep everything in train)")
+    n_test = min(max(int(round(test_fraction * n_subjects)), 1), n_subjects - 1)
+    test_subjects = subjects[np.random.default_rng(seed).permutation(n_subjects)[:n_test]]
+    return np.where(np.isin(subject_ids, test_subjects), "test", "train")
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """(n, H, W) float32 -> (n, size, size): bilinear with antialiasing (torch), clipped to [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[1:] == (size, size):
+        return images.astype(np.float32, copy=False)
+    with torch.no_grad():
+        out = F.interpolate(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None],
+                            size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return np.clip(out[:, 0].numpy(), 0.0, 1.0)
+
+
+def check_image_size(image_size) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer))
+                                   or image_size < 1):
+        raise ValueError(f"image_size must be a positive integer or None; got {image_size!r}")

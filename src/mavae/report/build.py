@@ -1,0 +1,204 @@
+"""``build_report``: a run directory -> figures/, uncertainty.json and one self-contained report.html."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import figures
+from . import html as H
+
+SCORE_TITLES = {"u_pix": "U_pix (pixel variance)", "u_ssim": "U_ssim (1 - SSIM)"}
+HISTORY_NOT_TERMS = {"epoch", "seconds"}
+FLAG_MAD = 2.0
+
+
+def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pca") -> Path:
+    """Write report.html, figures/*.png and uncertainty.json into a finished run directory.
+
+    Uncertainty (METHOD.md section 4) is computed on every image of the run's cohort (train and
+    test), with S = n_samples draws per image seeded by the run's seed; sub-populations are the
+    argmax of the model's posterior at the encoder mean (as in assignments.csv). The latent map
+    embeds the training split's encoder means with PCA, or UMAP when latent_map="umap" (needs the
+    umap-learn package). Each file is written under a temporary name and renamed into place.
+    Returns the path of report.html.
+    """
+    from ..api import load_fitted
+    from ..runs import _jsonable, load_run
+    from ..uncertainty import monte_carlo, subpopulation_profiles
+
+    if latent_map not in ("pca", "umap"):
+        raise ValueError(f"latent_map must be 'pca' or 'umap', got {latent_map!r}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+    if latent_map == "umap":
+        try:
+            import umap  # noqa: F401
+        except ImportError:
+            raise ValueError("latent_map='umap' needs the umap-learn package (pip install umap-learn)") from None
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    model, config, train, test = load_fitted(run_dir)
+    images = np.concatenate([train.images, test.images])
+    splits = np.array(["train"] * len(train) + ["test"] * len(test))
+    labels = None if train.labels is None else np.concatenate([train.labels, test.labels])
+
+    with torch.no_grad():
+        means = torch.cat([model.encode(b)[0] for b in torch.as_tensor(images).split(1024)])
+        clusters = model.posterior(means).argmax(1).numpy()
+        codes, indices = model.prototypes()
+        prototype_images = model.decode(codes).numpy()
+    codes = codes.numpy()
+    k_count = len(codes)
+    if indices is not None and np.any(np.asarray(indices) < 0):
+        indices = None
+
+    start = time.perf_counter()
+    mc = monte_carlo(model, images, n_samples=n_samples, generator=torch.Generator().manual_seed(config.seed))
+    mc_seconds = time.perf_counter() - start
+    profiles, mean_maps = subpopulation_profiles(mc.scores(), clusters, mc.maps(), k_count, flag_mad=FLAG_MAD)
+    for profile in profiles:
+        k = profile["component"]
+        profile["label_purity"] = profile["majority_label"] = None
+        if labels is not None and profile["size"]:
+            counts = np.bincount(labels[clusters == k])
+            profile["majority_label"] = int(counts.argmax())
+            profile["label_purity"] = float(counts.max() / profile["size"])
+
+    is_train = splits == "train"
+    points, proto_points = _embed(means.numpy()[is_train], codes, latent_map, config.seed)
+    terms = [key for key in dict.fromkeys(k for r in run.history for k in r)
+             if key not in HISTORY_NOT_TERMS and any(_is_number(r.get(key)) for r in run.history)]
+    sizes = [p["size"] for p in profiles]
+    flagged = [p["flagged"] for p in profiles]
+    pngs = {
+        "atlas": figures.atlas(prototype_images, None if indices is None else train.images[np.asarray(indices)],
+                               sizes, indices),
+        "uncertainty_maps": figures.uncertainty_maps(mean_maps, flagged, SCORE_TITLES),
+        "uncertainty_scores": figures.score_distributions(mc.scores(), clusters, k_count, SCORE_TITLES),
+        "latent_map": figures.latent_map(points, clusters[is_train], proto_points, k_count, latent_map.upper()),
+    }
+    if terms:
+        pngs["training_curves"] = figures.training_curves(run.history, terms)
+
+    summary = dict(n_samples=n_samples, n_images=len(images), n_train=int(is_train.sum()),
+                   n_test=int((~is_train).sum()), flag_mad=FLAG_MAD, seconds=round(mc_seconds, 2),
+                   scores=list(SCORE_TITLES), subpopulations=profiles)
+    page = _page(run, config, profiles, indices, labels is not None, pngs, terms, summary, latent_map)
+
+    figures_dir = run_dir / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    for name, png in pngs.items():
+        _write_atomic(figures_dir / f"{name}.png", png)
+    _write_atomic(run_dir / "uncertainty.json",
+                  (json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n").encode())
+    _write_atomic(run_dir / "report.html", page.encode("utf-8"))
+    return run_dir / "report.html"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _embed(z: np.ndarray, codes: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """2-D coordinates of the training encodings and of the prototypes, fitted on the encodings."""
+    if z.shape[1] <= 2:
+        pad = lambda a: np.pad(a, ((0, 0), (0, 2 - a.shape[1])))  # noqa: E731
+        return pad(z), pad(codes)
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_components=2, random_state=seed).fit(z)
+    else:
+        from sklearn.decomposition import PCA
+
+        reducer = PCA(n_components=2, random_state=seed).fit(z)
+    return reducer.transform(z), reducer.transform(codes)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, latent_map) -> str:
+    k_count = len(profiles)
+    meta = (f"Run <code>{H.escape(str(run.path.resolve()))}</code> &middot; model <b>{H.fmt(config.model)}</b> "
+            f"&middot; data <b>{H.fmt(run.metrics.get('data', config.data))}</b> &middot; K = {k_count} "
+            f"&middot; {config.epochs} epochs &middot; {summary['n_images']} images "
+            f"({summary['n_train']} train, {summary['n_test']} test)")
+    sections = []
+
+    if indices is None:
+        note = (f'<p class="note">The prototypes of <b>{H.fmt(config.model)}</b> are latent codes, not training '
+                "samples: there is no archetype subject to show, only the decoded prototypes.</p>")
+        caption = "Decoded prototype g(&mu;<sub>k</sub>) of each sub-population k; n = members in the cohort."
+    else:
+        note = ""
+        caption = ("Top: decoded prototype g(&mu;<sub>k</sub>) of each sub-population k (n = members in the "
+                   "cohort). Bottom: the archetype, the real training image whose encoding is the prototype "
+                   "(its index in the training split).")
+    sections.append(H.section("atlas", "Prototype atlas", note + H.figure(pngs["atlas"], "prototype atlas", caption)))
+
+    sections.append(H.section("uncertainty", "Uncertainty maps", (
+        f'<p class="note">S = {summary["n_samples"]} samples z<sub>s</sub> ~ q(z|x) per image, '
+        "x<sub>s</sub> = g(z<sub>s</sub>); U<sub>pix</sub> is the per-pixel variance of the x<sub>s</sub>, "
+        "U<sub>ssim</sub> = 1 &minus; mean<sub>s</sub> SSIM(x<sub>s</sub>, x&#772;) (11&times;11 Gaussian window, "
+        f"valid filtering, so the map is 10 px smaller per side). Computed in {summary['seconds']} s.</p>")
+        + H.figure(pngs["uncertainty_maps"], "mean uncertainty maps",
+                   "Mean U<sub>pix</sub> (top) and U<sub>ssim</sub> (bottom) map over each sub-population's members; "
+                   "one colour scale per row.")
+        + H.figure(pngs["uncertainty_scores"], "uncertainty score distributions",
+                   "Distribution of the scores u<sub>pix</sub> and u<sub>ssim</sub> per sub-population "
+                   "(box: IQR, line: median, whiskers: 1.5 IQR).")))
+
+    header = ["k", "size"]
+    for name in summary["scores"]:
+        header += [f"{name} median", f"{name} IQR", f"{name} flag score"]
+    header += ["flagged"] + (["majority label", "label purity"] if have_labels else [])
+    rows, classes = [], []
+    for p in profiles:
+        row = [str(p["component"]), str(p["size"])]
+        for name in summary["scores"]:
+            s = p["scores"][name]
+            iqr = "&ndash;" if s["q25"] is None else f"{H.fmt(s['q25'])} &ndash; {H.fmt(s['q75'])}"
+            row += [H.fmt(s["median"]), iqr, H.fmt(s["flag_score"])]
+        row.append('<span class="flag">FLAGGED</span>' if p["flagged"] else "no")
+        if have_labels:
+            row += [H.fmt(p["majority_label"]), H.fmt(p["label_purity"])]
+        rows.append(row)
+        classes.append("flagged" if p["flagged"] else "")
+    sections.append(H.section("subpopulations", "Sub-populations", (
+        '<p class="note">A sub-population is flagged when its median score exceeds the median of the '
+        f"sub-populations' medians by more than {summary['flag_mad']:g} median absolute deviations (flag score "
+        "= (median &minus; median of medians) / MAD). Label purity: share of the majority label among the "
+        "members (labels are never used in training).</p>") + H.table(header, rows, classes)))
+
+    sections.append(H.section("latent-map", "Latent map", H.figure(
+        pngs["latent_map"], "latent map",
+        f"{latent_map.upper()} of the training images' encoder means, coloured by sub-population; "
+        "stars: the prototypes &mu;<sub>k</sub>.")))
+
+    if terms:
+        body = H.figure(pngs["training_curves"], "training curves", "Every loss term of history.csv per epoch.")
+    else:
+        body = '<p class="note">No history.csv in this run.</p>'
+    sections.append(H.section("training", "Training curves", body))
+
+    if run.metrics:
+        rows = [[H.escape(key), H.fmt(value)] for key, value in sorted(run.metrics.items())]
+        body = H.table(["metric", "value"], rows)
+    else:
+        body = '<p class="note">No metrics.json in this run.</p>'
+    sections.append(H.section("metrics", "Metrics", body))
+    return H.page(f"mavae report: {run.path.resolve().name}", meta, sections)
