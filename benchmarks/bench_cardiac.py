@@ -57,7 +57,7 @@ def main():
                 config = FitConfig(data="cardiac", preset=args.preset, image_size=args.image_size, k=args.k,
                                    epochs=args.epochs, model=model, seed=seed)
                 start = time.perf_counter()
-                result = fit(config, Path(tmp) / f"{model}-{seed}", progress=False)
+                result = fit(config, Path(tmp) / f"{model}-{seed}", progress=False, report=False)
                 result["wall_seconds"] = round(time.perf_counter() - start, 1)
                 runs.append(dict(result, model=model, seed=seed, config=asdict(config)))
                 if model == "vae_gmm":  # the same VAE, scored with sklearn's default GaussianMixture (n_init=1)

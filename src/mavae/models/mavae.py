@@ -47,10 +47,11 @@ class MAVAE(VAE):
     def refit(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
         """MA-EM on the encoder means m(x); medoid indices are indices into the training set.
 
-        The prior must describe the aggregate posterior, not only the spread of the means: each
-        covariance becomes Sigma_k + sum_i gamma_ik diag s_i^2 / N_k (the members' mean posterior
-        variance). Without it, dimensions the warm-up VAE left near its N(0, I) prior (means ~ 0,
-        variances ~ 1) get a near-zero Sigma_k and the KL tr(Sigma_k^-1 diag s^2) explodes.
+        Posteriors are MA-EM's own (Sigma_k as fitted). The KL target must describe the aggregate
+        posterior, not only the spread of the means: it is N(mu_k, Sigma_k + sum_i gamma_ik diag
+        s_i^2 / N_k), adding the members' mean posterior variance. Without it, dimensions the
+        warm-up VAE left near its N(0, I) prior (means ~ 0, variances ~ 1) get a near-zero Sigma_k
+        and the KL tr(Sigma_k^-1 diag s^2) explodes.
         """
         z = encodings.detach().double().cpu()
         n = len(z)
@@ -70,13 +71,12 @@ class MAVAE(VAE):
         gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
                                   n_init=1 if warm else self.n_init,
                                   random_state=int(rng.integers(2**31 - 1)), **warm).fit(x)
-        covariances = gmm.covariances_
+        extra_variance = None
         if logvars is not None:
             resp = gmm.predict_proba(x)
             var = logvars.detach().double().cpu()[keep].exp().numpy()
-            mean_var = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
-            covariances = covariances + mean_var[:, :, None] * np.eye(z.shape[1])
-        self.prior.set(gmm.means_, covariances, gmm.weights_, keep[gmm.medoid_indices_])
+            extra_variance = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
+        self.prior.set(gmm.means_, gmm.covariances_, gmm.weights_, keep[gmm.medoid_indices_], extra_variance)
         self.n_refits += 1
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

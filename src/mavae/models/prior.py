@@ -19,7 +19,11 @@ def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor, 
 
 
 class MixturePrior(nn.Module):
-    """p(z) = sum_k pi_k N(z | mu_k, Sigma_k) with full covariances; unset until ``set`` is called."""
+    """p(z) = sum_k pi_k N(z | mu_k, Sigma_k) with full covariances; unset until ``set`` is called.
+
+    Posteriors use Sigma_k exactly as fitted (the estimator's predict_proba). The KL target of
+    component k may add a diagonal ``extra_variance`` v_k: N(mu_k, Sigma_k + diag v_k).
+    """
 
     def __init__(self, n_components: int, latent_dim: int):
         super().__init__()
@@ -29,13 +33,18 @@ class MixturePrior(nn.Module):
         self.register_buffer("covariances", torch.eye(d).repeat(k, 1, 1))
         self.register_buffer("weights", torch.full((k,), 1.0 / k))
         self.register_buffer("precisions_cholesky", torch.eye(d).repeat(k, 1, 1))
+        self.register_buffer("kl_precisions_cholesky", torch.eye(d).repeat(k, 1, 1))
         self.register_buffer("medoid_indices", torch.full((k,), -1, dtype=torch.long))
         self.register_buffer("fitted", torch.tensor(False))
 
-    def set(self, means, covariances, weights, medoid_indices=None) -> None:
-        """Install new parameters (arrays or tensors), e.g. from a fitted estimator."""
+    def set(self, means, covariances, weights, medoid_indices=None, extra_variance=None) -> None:
+        """Install new parameters (arrays or tensors), e.g. from a fitted estimator; extra_variance
+        (K, d) widens the KL targets only."""
         dtype = self.means.dtype
         covariances = torch.as_tensor(np.asarray(covariances), dtype=torch.float64)
+        kl_covariances = covariances if extra_variance is None else \
+            covariances + torch.diag_embed(torch.as_tensor(np.asarray(extra_variance), dtype=torch.float64))
+        self.kl_precisions_cholesky.copy_(precision_cholesky(kl_covariances, "full").to(dtype))
         self.means.copy_(torch.as_tensor(np.asarray(means)).to(dtype))
         self.covariances.copy_(covariances.to(dtype))
         self.weights.copy_(torch.as_tensor(np.asarray(weights)).to(dtype))
@@ -53,7 +62,7 @@ class MixturePrior(nn.Module):
         return torch.softmax(self.log_joint(z), dim=1)
 
     def kl_to_assigned(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """Batch mean of KL(q(z|x) || N(mu_k*, Sigma_k*)), k* = argmax_k gamma_k(m(x)) (no gradient)."""
+        """Batch mean of KL(q(z|x) || N(mu_k*, Sigma_k* + diag v_k*)), k* = argmax_k gamma_k(m(x)) (no gradient)."""
         with torch.no_grad():
             assigned = self.log_joint(mean.detach()).argmax(1)
-        return kl_diag_to_full(mean, logvar, self.means[assigned], self.precisions_cholesky[assigned]).mean()
+        return kl_diag_to_full(mean, logvar, self.means[assigned], self.kl_precisions_cholesky[assigned]).mean()
