@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 DEFAULT_CHUNK = 2048
-MEDIAN_MAX_PAIRS = 200_000
+MEDIAN_MAX_PAIRS = 50_000
 KNN_MAX_QUERIES = 10_000
 
 

@@ -65,8 +65,12 @@ def log_gaussian_prob(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Ten
                       covariance_type: str) -> torch.Tensor:
     """log N(x_i | mu_k, Sigma_k) for every i, k: -1/2 (d log 2pi + ||P_k^T (x_i - mu_k)||^2) + log det P_k."""
     n, d = x.shape
-    if covariance_type == "full":
-        maha = torch.stack([((x @ p) - (mu @ p)).square().sum(1) for mu, p in zip(means, prec_chol)], dim=1)
+    if covariance_type == "full":  # one matmul for all components, chunked over rows: memory O(chunk K d)
+        k = len(means)
+        p_all = prec_chol.transpose(0, 1).reshape(d, k * d)  # [P_1 ... P_K]
+        shift = torch.einsum("kd,kde->ke", means, prec_chol).reshape(k * d)
+        rows = max(1, 2**22 // (k * d))
+        maha = torch.cat([(block @ p_all - shift).square_().view(len(block), k, d).sum(-1) for block in x.split(rows)])
     elif covariance_type == "diag":  # sum_j p_kj^2 (x_ij - mu_kj)^2, expanded into matmuls
         p2 = prec_chol ** 2
         maha = (x * x) @ p2.T - 2 * x @ (means * p2).T + (means * means * p2).sum(1)
@@ -287,8 +291,8 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
             if abs(ll - prev_ll) < self.tol or (anchor == "medoid" and same_labels):
                 converged = True
                 break
-            means, covs, weights, medoids = self._m_step(x, log_resp.exp(), labels, sample_ll, sigma,
-                                                         seed + n_iter, medoids, cache, anchor)
+            means, covs, weights, medoids = self._m_step(x, log_resp.exp(), labels, sample_ll, sigma, seed,
+                                                         medoids, cache, anchor)
             prec_chol = precision_cholesky(covs, self.covariance_type)
             prev_ll, prev_labels = ll, labels
         return means, weights, prec_chol, medoids, labels, ll, converged, n_iter
