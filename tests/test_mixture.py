@@ -143,11 +143,13 @@ def test_empty_component_is_reseeded_with_a_warning():
 
 def test_sampled_path_agrees_with_exact():
     X, y = make_blobs(5000, 8, centers=5, cluster_std=1.0, random_state=1)
-    exact = ManifoldAnchoredGMM(5, random_state=0).fit(X)
+    exact = ManifoldAnchoredGMM(5, max_references=None, max_candidates=None, random_state=0).fit(X)
+    auto = ManifoldAnchoredGMM(5, random_state=0).fit(X)  # every hard set <= 4096 members: exact
+    np.testing.assert_array_equal(auto.medoid_indices_, exact.medoid_indices_)
     sampled = ManifoldAnchoredGMM(5, max_references=256, max_candidates=256, random_state=0).fit(X)
     assert adjusted_rand_score(exact.predict(X), sampled.predict(X)) >= 0.99
     np.testing.assert_array_equal(sampled.means_, X[sampled.medoid_indices_])
-    big = ManifoldAnchoredGMM(5, max_references=10_000, random_state=0).fit(X)  # r >= |M|: exact
+    big = ManifoldAnchoredGMM(5, max_references=10_000, max_candidates=None, random_state=0).fit(X)  # r >= |M|
     np.testing.assert_array_equal(big.medoid_indices_, exact.medoid_indices_)
 
 
@@ -160,6 +162,7 @@ def test_sampled_path_agrees_with_exact():
     (np.random.default_rng(0).normal(size=(30, 2)), {"anchor": "centroid"}, "anchor must be one of"),
     (np.random.default_rng(0).normal(size=(30, 2)), {"covariance_type": "tied"}, "covariance_type must be one of"),
     (np.random.default_rng(0).normal(size=(30, 2)), {"bandwidth": "silverman"}, "bandwidth must be"),
+    (np.random.default_rng(0).normal(size=(30, 2)), {"max_references": 0}, "max_references must be"),
     (np.random.default_rng(0).normal(size=(30, 2)), {"n_components": 2, "means_init": np.zeros((3, 2))}, "means_init"),
 ])
 def test_bad_input_raises_value_error_naming_the_problem(X, params, message):
