@@ -69,13 +69,13 @@ def cluster(model: Model, trainer: Trainer, images: np.ndarray) -> tuple[np.ndar
 def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> tuple[dict, dict]:
     """Metrics (METHOD.md section 6) and the per-image assignments of both splits."""
     z_train, c_train, p_train = cluster(model, trainer, train.images)
-    z_test, c_test, p_test = cluster(model, trainer, test.images) if len(test) else (z_train[:0], c_train[:0], p_train[:0])
+    z_test, c_test, p_test = cluster(model, trainer, test.images)
     codes, indices = model.prototypes()
     codes = codes.cpu().numpy()
-    have_labels = train.labels is not None and len(test) > 0
+    scored = test if len(test) else train  # a cohort without a test split is scored on its training images
+    z_scored, c_scored = (z_test, c_test) if len(test) else (z_train, c_train)
     result = metrics.evaluate_clustering(
-        z_train, c_train, z_test if len(test) else z_train, c_test if len(test) else c_train,
-        train_labels=train.labels if have_labels else None, test_labels=test.labels if have_labels else None,
+        z_train, c_train, z_scored, c_scored, train_labels=train.labels, test_labels=scored.labels,
         prototype_latents=codes, n_components=len(codes), seed=0)
     decoded = model.decode(torch.as_tensor(codes, device=trainer.device)).cpu().numpy()
     result["sharpness"] = [float(s) for s in metrics.sharpness(decoded, train.images, c_train)]
