@@ -1,6 +1,7 @@
 """The main job as one function: data -> model -> trainer -> evaluation -> run directory."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -11,13 +12,15 @@ import torch
 from . import metrics
 from .config import FitConfig, save_config
 from .datasets import Dataset, load_dataset
-from .models import MODELS, Model
+from .models import MODELS, VAE, Model
 from .runs import staged_run, write_assignments, write_history, write_json
+from .selection import ElbowCurve, elbow_curve
 from .training import Trainer
 
 # Defaults by image size (METHOD.md section 3 release defaults; width keeps 2 CPU cores fast):
 # (max side, latent_dim, batch_size, lr, weight_decay, width)
 SIZE_DEFAULTS = [(32, 10, 128, 1e-3, 1e-4, 32), (64, 16, 64, 1e-3, 5e-4, 16), (10**9, 32, 32, 1e-4, 5e-4, 16)]
+AUTO_K = range(2, 11)  # the K that ``fit`` with k="auto" tries
 
 
 def resolve(config: FitConfig, image_shape: tuple[int, ...]) -> FitConfig:
@@ -46,7 +49,7 @@ def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
     if config.model not in MODELS:
         raise ValueError(f"unknown model '{config.model}'; known: {', '.join(MODELS)}")
     if config.k == "auto":
-        raise ValueError("k='auto' needs `mavae select-k`, which is not available yet; pass an integer k")
+        raise ValueError("k='auto' must be resolved first (api.select_k, or api.fit which calls it)")
     common = dict(latent_dim=config.latent_dim, n_components=config.k, width=network_width(image_shape),
                   beta=config.beta, recon=config.recon, seed=config.seed)
     if config.model == "mavae":
@@ -112,26 +115,65 @@ def save_prototypes_png(path: Path, decoded: np.ndarray, indices, sizes) -> None
     plt.close(fig)
 
 
+def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Dataset | None = None) -> ElbowCurve:
+    """K by the elbow (METHOD.md section 5): train the warm-up VAE of config (a plain VAE for
+    max(warmup_epochs, 1) epochs, same networks and seed), encode the training split (a seeded
+    subsample of at most refit_max_points) and find the knee of MA-EM's intra-component distance
+    over ks. Labels are not used."""
+    config.validate()
+    train = (data if data is not None else load_data(config)).subset("train")
+    config = resolve(config, train.image_shape)
+    torch.manual_seed(config.seed)
+    vae = VAE(train.image_shape, latent_dim=config.latent_dim, width=network_width(train.image_shape),
+                        beta=config.beta, recon=config.recon)
+    trainer = Trainer(vae, train.images, epochs=max(config.warmup_epochs, 1), batch_size=config.batch_size,
+                      lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed,
+                      device=config.device, progress=progress)
+    trainer.fit()
+    z = trainer.encode(train.images).double().cpu().numpy()
+    if len(z) > config.refit_max_points:
+        z = z[np.sort(np.random.default_rng(config.seed).choice(len(z), config.refit_max_points, replace=False))]
+    return elbow_curve(z, ks, random_state=config.seed)
+
+
+def write_elbow(directory: Path, curve: ElbowCurve) -> None:
+    """elbow.json (the curve and the knee) and elbow.png in directory."""
+    from .report.figures import elbow
+
+    write_json(directory / "elbow.json", dict(ks=curve.ks, distances=curve.distances, k=curve.k))
+    (directory / "elbow.png").write_bytes(elbow(curve.ks, curve.distances, curve.k))
+
+
 def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress: bool = True,
         report: bool = True) -> dict:
     """Train config.model on config.data and write the run directory out_dir atomically.
 
     Rerunning the same command after an interruption resumes from the checkpoint kept in the
-    staging directory. When report, ``report.build_report`` then adds report.html, figures/ and
+    staging directory. With config.k == "auto", ``select_k`` over AUTO_K picks K first (its curve
+    goes to elbow.json and elbow.png; config.yaml records the K chosen). When report, ``report.build_report`` then adds report.html, figures/ and
     uncertainty.json to the finished run. Returns the metrics.
     """
     config.validate()
     data = load_data(config)
     train, test = data.subset("train"), data.subset("test")
     config = resolve(config, train.image_shape)
-    torch.manual_seed(config.seed)
-    model = build_model(config, train.image_shape)
     out_dir = Path(out_dir)
     with staged_run(out_dir, force=force) as stage:
         checkpoint = stage / "checkpoint.pt"
         if checkpoint.exists() and progress:
             print(f"resuming from {checkpoint}")
+        if config.k == "auto":
+            if (stage / "elbow.json").is_file():  # chosen before an interruption
+                config = replace(config, k=int(json.loads((stage / "elbow.json").read_text())["k"]))
+            else:
+                curve = select_k(config, progress=progress, data=data)
+                write_elbow(stage, curve)
+                config = replace(config, k=curve.k)
+                if progress:
+                    print(curve.table())
         save_config(config, stage / "config.yaml")
+        torch.manual_seed(config.seed)
+        model = build_model(config, train.image_shape)
         trainer = Trainer(model, train.images, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                           weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed,
                           device=config.device, checkpoint_path=checkpoint, progress=progress)

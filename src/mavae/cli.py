@@ -29,7 +29,7 @@ def _k(value: Optional[str]):
 def fit(
     out: Path = typer.Option(..., "--out", help="run directory to write (must not exist or be empty)"),
     data: Optional[str] = typer.Option(None, help="cardiac (built-in synthetic cohort) or a data set path/name"),
-    k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations"),
+    k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations, or auto (elbow, see select-k)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="image side in pixels (cardiac)"),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
@@ -58,6 +58,45 @@ def fit(
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
                                            "seconds_per_epoch") if key in result}
     typer.echo(json.dumps(shown))
+    typer.echo(f"wrote {out}")
+
+
+@app.command("select-k")
+def select_k(
+    out: Path = typer.Option(..., "--out", help="directory to write elbow.png and elbow.json into"),
+    data: Optional[str] = typer.Option(None, help="cardiac (built-in synthetic cohort) or a data set path/name"),
+    k_min: int = typer.Option(2, "--k-min", help="smallest K tried"),
+    k_max: int = typer.Option(10, "--k-max", help="largest K tried"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the VAE whose latents are clustered "
+                                                                 "(default: the config's warm-up epochs)"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="image side in pixels (cardiac)"),
+    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    seed: Optional[int] = typer.Option(None, help="training seed"),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty --out directory"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Choose K by the elbow of the intra-component distance (mean distance of members to their
+    prototype) of MA-EM fitted on a VAE's training latents, for K from --k-min to --k-max."""
+    from .api import select_k as run_select_k, write_elbow
+    from .config import FitConfig, load_config, merge_overrides
+    from .runs import staged_run
+
+    try:
+        if k_max - k_min < 2 or k_min < 1:
+            raise ValueError(f"need 1 <= --k-min and at least 3 values of K, got --k-min {k_min} --k-max {k_max}")
+        base = load_config(config) if config is not None else FitConfig()
+        cfg = merge_overrides(base, dict(data=data, warmup_epochs=epochs, image_size=image_size, preset=preset,
+                                         seed=seed, device=device))
+        with staged_run(out, force=force) as stage:
+            curve = run_select_k(cfg, range(k_min, k_max + 1), progress=not quiet)
+            write_elbow(stage, curve)
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(curve.table())
+    typer.echo(f"chosen K: {curve.k}")
     typer.echo(f"wrote {out}")
 
 
