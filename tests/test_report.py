@@ -19,7 +19,8 @@ from mavae.report import build_report
 from mavae.report.html import SECTIONS
 
 TINY = dict(data="cardiac", image_size=32, n_per_class=20, epochs=2, k=5)
-FIGURES = {"atlas.png", "uncertainty_maps.png", "uncertainty_scores.png", "latent_map.png", "training_curves.png"}
+FIGURES = {"atlas.png", "uncertainty_maps.png", "uncertainty_scores.png", "halves.png", "latent_map.png",
+           "training_curves.png"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,12 +66,14 @@ def test_uncertainty_json_and_the_subpopulation_table(run_dir):
     assert sum(p["size"] for p in profiles) == 100
     for p in profiles:
         assert set(p["scores"]) == {"u_pix", "u_ssim"}
+        b = p["bimodality"]
+        assert b["score"] is None or (b["score"] > 0 and p["flagged"] >= b["flagged"] and len(b["half_medoids"]) == 2)
         if p["size"]:
             s = p["scores"]["u_ssim"]
             assert 0 < s["q25"] <= s["median"] <= s["q75"] and 0 < p["label_purity"] <= 1
     page = (run_dir / "report.html").read_text()
     table = page.split('<section id="subpopulations">')[1].split("</section>")[0]
-    assert table.count("<tr") == 1 + 5 and "label purity" in table
+    assert table.count("<tr") == 1 + 5 and "label purity" in table and "bimodality b" in table
 
 
 def test_a_model_without_real_prototypes_says_so(tmp_path, run_dir, monkeypatch):

@@ -6,7 +6,7 @@ import torch
 from pytorch_msssim import ssim as reference_ssim
 
 from mavae.models import MAVAE, Model
-from mavae.uncertainty import monte_carlo, ssim_map, subpopulation_profiles
+from mavae.uncertainty import bimodality, monte_carlo, ssim_map, subpopulation_profiles
 
 
 # ---- SSIM --------------------------------------------------------------------------------------
@@ -186,3 +186,42 @@ def test_profiles_refuse_bad_input():
         subpopulation_profiles({"u": np.ones(4)}, np.array([0, 1, 2]), None, 3)
     with pytest.raises(ValueError, match="finite"):
         subpopulation_profiles({"u": np.array([0.0, np.nan, 1.0])}, np.array([0, 1, 2]), None, 3)
+
+
+def _latent_cohort(seed=0, n=1500, d=8):
+    """Sub-population 0: one Gaussian; 1: a uniform segment; 2: two Gaussians 10 sd apart (merged)."""
+    rng = np.random.default_rng(seed)
+    gaussian = rng.normal(size=(n, d))
+    segment = np.hstack([rng.uniform(-5, 5, size=(n, 1)), 0.1 * rng.normal(size=(n, d - 1))])
+    merged = rng.normal(size=(n, d))
+    merged[: n // 2, 0] += 10
+    return np.concatenate([gaussian, segment + 50, merged - 50]), np.repeat([0, 1, 2], n)
+
+
+def test_bimodality_has_its_stated_null_and_sees_a_merge():
+    z, clusters = _latent_cohort()
+    scores = [entry["score"] for entry in bimodality(z, clusters, 3)]
+    assert scores[0] == pytest.approx(4 * (2 / math.pi) / (1 - 2 / math.pi), rel=0.1)  # one Gaussian: ~7.0
+    assert 7 < scores[1] < 12.5  # a uniform segment: 12 if split at its middle
+    assert scores[2] == pytest.approx(100, rel=0.15)  # two modes 10 sd apart: ~D^2
+
+
+def test_bimodality_flags_only_the_merged_subpopulation_and_names_real_halves():
+    z, clusters = _latent_cohort(seed=1)
+    result = bimodality(z, clusters, 4, threshold=25)
+    assert [entry["flagged"] for entry in result] == [False, False, True, False]
+    merged = result[2]
+    assert sorted(merged["half_sizes"]) == [750, 750]
+    halves = z[merged["half_medoids"]]  # medoids are members, one from each mode
+    assert (clusters[merged["half_medoids"]] == 2).all() and abs(halves[0, 0] - halves[1, 0]) > 5
+    assert result[3] == dict(score=None, flagged=False, half_sizes=None, half_medoids=None)  # empty
+
+
+def test_bimodality_subsamples_large_subpopulations_and_refuses_bad_input():
+    z, clusters = _latent_cohort(n=3000)
+    assert bimodality(z, clusters, 3, max_points=500)[2]["score"] == pytest.approx(100, rel=0.2)
+    with pytest.raises(ValueError, match="one row per cluster"):
+        bimodality(z, clusters[:-1], 3)
+    z[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        bimodality(z, clusters, 3)

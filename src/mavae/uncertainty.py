@@ -208,3 +208,59 @@ def subpopulation_profiles(scores: dict[str, np.ndarray], clusters, maps: dict[s
         mean_maps[name] = np.stack([values[m].mean(0) if sizes[k] else np.full(values.shape[1:], np.nan)
                                     for k, m in enumerate(members)]).astype(np.float32)
     return profiles, mean_maps
+
+
+# ---- sub-population bimodality -----------------------------------------------------------------
+
+BIMODALITY_THRESHOLD = 25.0  # halves 5 within-sd apart; one Gaussian gives ~7, a uniform segment 12
+
+
+def bimodality(z, clusters, n_components: int, *, threshold: float = BIMODALITY_THRESHOLD,
+               max_points: int = 4096, random_state: int = 0) -> list[dict]:
+    """Is sub-population k one group or two? Fit MA-EM with K = 2 (init_params="em") to its members'
+    latents z_i, split them by the nearer of its two medoids (a hyperplane), c_1, c_2 the halves'
+    means, u = (c_1 - c_2) / ||c_1 - c_2||, and
+
+        b_k = ||c_1 - c_2||^2 / (1/n sum_i ((z_i - c_h(i)) . u)^2),
+
+    the squared gap between the halves over the within-half variance along the axis joining them.
+    It has a known null: a Gaussian split through its centre gives (2 sqrt(2/pi))^2 / (1 - 2/pi)
+    ~ 7.0, a uniform segment split at its middle 12, two tight modes D within-sd apart about D^2. ``flagged`` = b_k > threshold: a sub-population
+    that merges two kinds of subject. The decoder-variance scores cannot see that; they measure how
+    uncertain each image's code is, not how many groups the sub-population holds.
+
+    z: (n, d) encoder means; clusters: (n,) ints in [0, n_components). Members above max_points
+    are subsampled (seeded). Returns per k {"score", "flagged", "half_sizes", "half_medoids"}
+    (half_medoids: indices into z of the two halves' MA-EM medoids, real subjects); a
+    sub-population with fewer than 4 members gets score None.
+    """
+    from .mixture import ManifoldAnchoredGMM
+
+    z = np.asarray(z, dtype=np.float64)
+    clusters = np.asarray(clusters)
+    if z.ndim != 2 or len(z) != len(clusters):
+        raise ValueError(f"z must be (n, d) with one row per cluster assignment, got {z.shape} and {clusters.shape}")
+    if not np.all(np.isfinite(z)):
+        raise ValueError("z contains NaN or Inf")
+    rng = np.random.default_rng(random_state)
+    results = []
+    for k in range(n_components):
+        members = np.flatnonzero(clusters == k)
+        if len(members) > max_points:
+            members = np.sort(rng.choice(members, max_points, replace=False))
+        entry = dict(score=None, flagged=False, half_sizes=None, half_medoids=None)
+        zk = z[members]
+        if len(members) >= 4 and np.ptp(zk, axis=0).max() > 0:
+            gmm = ManifoldAnchoredGMM(2, init_params="em", n_init=3, random_state=random_state).fit(zk)
+            halves = np.argmin(((zk[:, None, :] - gmm.means_[None]) ** 2).sum(-1), axis=1)  # nearest medoid
+            if np.bincount(halves, minlength=2).min() >= 2:
+                centres = np.stack([zk[halves == h].mean(0) for h in (0, 1)])
+                gap = centres[0] - centres[1]
+                u = gap / np.linalg.norm(gap)
+                within = float(np.mean(((zk - centres[halves]) @ u) ** 2))
+                score = float(gap @ gap / max(within, 1e-300))
+                entry = dict(score=score, flagged=bool(score > threshold),
+                             half_sizes=np.bincount(halves, minlength=2).tolist(),
+                             half_medoids=members[gmm.medoid_indices_].tolist())
+        results.append(entry)
+    return results

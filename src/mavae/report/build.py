@@ -30,7 +30,7 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
     """
     from ..api import load_fitted
     from ..runs import _jsonable, load_run
-    from ..uncertainty import monte_carlo, subpopulation_profiles
+    from ..uncertainty import BIMODALITY_THRESHOLD, bimodality, monte_carlo, subpopulation_profiles
 
     if latent_map not in ("pca", "umap"):
         raise ValueError(f"latent_map must be 'pca' or 'umap', got {latent_map!r}")
@@ -71,6 +71,10 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
             profile["label_purity"] = float(counts.max() / profile["size"])
 
     is_train = splits == "train"
+    split = bimodality(means.numpy()[is_train], clusters[is_train], k_count, random_state=config.seed)
+    for profile, entry in zip(profiles, split):
+        profile["bimodality"] = entry
+        profile["flagged"] = profile["flagged"] or entry["flagged"]
     points, proto_points = _embed(means.numpy()[is_train], codes, latent_map, config.seed)
     terms = [key for key in dict.fromkeys(k for r in run.history for k in r)
              if key not in HISTORY_NOT_TERMS and any(_is_number(r.get(key)) for r in run.history)]
@@ -81,13 +85,16 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
                                sizes, indices),
         "uncertainty_maps": figures.uncertainty_maps(mean_maps, flagged, SCORE_TITLES),
         "uncertainty_scores": figures.score_distributions(mc.scores(), clusters, k_count, SCORE_TITLES),
+        "halves": figures.halves([None if e["half_medoids"] is None else train.images[e["half_medoids"]]
+                                  for e in split], [e["score"] for e in split], [p["flagged"] for p in profiles]),
         "latent_map": figures.latent_map(points, clusters[is_train], proto_points, k_count, latent_map.upper()),
     }
     if terms:
         pngs["training_curves"] = figures.training_curves(run.history, terms)
 
     summary = dict(n_samples=n_samples, n_images=len(images), n_train=int(is_train.sum()),
-                   n_test=int((~is_train).sum()), flag_mad=FLAG_MAD, seconds=round(mc_seconds, 2),
+                   n_test=int((~is_train).sum()), flag_mad=FLAG_MAD, bimodality_threshold=BIMODALITY_THRESHOLD,
+                   seconds=round(mc_seconds, 2),
                    scores=list(SCORE_TITLES), subpopulations=profiles)
     page = _page(run, config, profiles, indices, labels is not None, pngs, terms, summary, latent_map)
 
@@ -165,7 +172,7 @@ def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, lat
     header = ["k", "size"]
     for name in summary["scores"]:
         header += [f"{name} median", f"{name} IQR", f"{name} flag score"]
-    header += ["flagged"] + (["majority label", "label purity"] if have_labels else [])
+    header += ["bimodality b", "flagged"] + (["majority label", "label purity"] if have_labels else [])
     rows, classes = [], []
     for p in profiles:
         row = [str(p["component"]), str(p["size"])]
@@ -173,6 +180,7 @@ def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, lat
             s = p["scores"][name]
             iqr = "&ndash;" if s["q25"] is None else f"{H.fmt(s['q25'])} &ndash; {H.fmt(s['q75'])}"
             row += [H.fmt(s["median"]), iqr, H.fmt(s["flag_score"])]
+        row.append(H.fmt(p["bimodality"]["score"]))
         row.append('<span class="flag">FLAGGED</span>' if p["flagged"] else "no")
         if have_labels:
             row += [H.fmt(p["majority_label"]), H.fmt(p["label_purity"])]
@@ -181,8 +189,15 @@ def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, lat
     sections.append(H.section("subpopulations", "Sub-populations", (
         '<p class="note">A sub-population is flagged when its median score exceeds the median of the '
         f"sub-populations' medians by more than {summary['flag_mad']:g} median absolute deviations (flag score "
-        "= (median &minus; median of medians) / MAD). Label purity: share of the majority label among the "
-        "members (labels are never used in training).</p>") + H.table(header, rows, classes)))
+        "= (median &minus; median of medians) / MAD), or when its bimodality b exceeds "
+        f"{summary['bimodality_threshold']:g}: MA-EM splits the members' encodings in two, and b is the squared gap "
+        "between the halves' means over the within-half variance along the axis joining them (one Gaussian gives "
+        "about 7; two groups D standard deviations apart about D<sup>2</sup>). A high b means the sub-population "
+        "merges two kinds of subject; their archetypes are shown below. Label purity: share of the majority label among the "
+        "members (labels are never used in training).</p>") + H.table(header, rows, classes)
+        + H.figure(pngs["halves"], "sub-population halves",
+                   "Each sub-population split in two by MA-EM: the archetype (real training image) of each half, "
+                   "titled with the bimodality b.")))
 
     sections.append(H.section("latent-map", "Latent map", H.figure(
         pngs["latent_map"], "latent map",

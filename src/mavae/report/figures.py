@@ -74,6 +74,29 @@ def atlas(prototypes: np.ndarray, archetypes: np.ndarray | None, sizes: list[int
     return _png(fig)
 
 
+def halves(images: list[np.ndarray | None], scores: list[float | None], flagged: list[bool]) -> bytes:
+    """Per sub-population k: the archetypes (real training images) of the two halves MA-EM splits
+    it into, titled with the bimodality score b_k; images[k] is (2, C, H, W) or None."""
+    fig, axes = _grid(len(images), 2)
+    for k, pair in enumerate(images):
+        for h in range(2):
+            ax = _cell(axes, k, h, 2)
+            ax.axis("on")
+            if pair is None:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, "too few", ha="center", va="center", transform=ax.transAxes)
+            else:
+                _image(ax, pair[h])
+            if h == 0:
+                title = f"k={k}  b={scores[k]:.3g}" if scores[k] is not None else f"k={k}"
+                ax.set_title(title + ("\nFLAGGED" if flagged[k] else ""), fontsize=9,
+                             color="#b00020" if flagged[k] else "black")
+            if k % PANELS_PER_ROW == 0:
+                ax.set_ylabel(f"half {h + 1}", fontsize=9)
+    return _png(fig)
+
+
 def uncertainty_maps(mean_maps: dict[str, np.ndarray], flagged: list[bool], titles: dict[str, str]) -> bytes:
     """Mean U_pix and U_ssim maps per sub-population: one row per map kind, one colour scale per row."""
     plt = _plt()
@@ -159,5 +182,20 @@ def training_curves(history: list[dict], terms: list[str]) -> bytes:
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def elbow(ks: list[int], distances: list[float], chosen: int) -> bytes:
+    """The intra-component distance against K, the chosen knee marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    ax.plot(ks, distances, marker="o", markersize=4)
+    ax.plot([chosen], [distances[ks.index(chosen)]], marker="o", markersize=11, markerfacecolor="none",
+            markeredgecolor="tab:red", linestyle="none", label=f"knee: K = {chosen}")
+    ax.set_xlabel("K")
+    ax.set_ylabel("intra-component distance")
+    ax.set_xticks(ks)
+    ax.legend(frameon=False)
     fig.tight_layout()
     return _png(fig)
