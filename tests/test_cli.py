@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -94,3 +95,55 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path):
     timing = {"train_seconds", "seconds_per_epoch", "wall_seconds_this_call"}
     assert {k: v for k, v in resumed.items() if k not in timing} == \
         {k: v for k, v in uninterrupted.items() if k not in timing}
+
+
+def _shapes_folder(root: Path) -> Path:
+    """Two unseen kinds of image at two sizes: bright disks (28 px) and hollow squares (36 px)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        for kind, size in (("disk", 28), ("square", 36)):
+            yy, xx = np.mgrid[:size, :size] - size / 2 + rng.normal(0, 1, 2)[:, None, None]
+            shape = np.hypot(yy, xx) < size / 4 if kind == "disk" else \
+                (np.maximum(abs(yy), abs(xx)) < size / 3) & (np.maximum(abs(yy), abs(xx)) > size / 5)
+            pixels = np.clip(255 * shape + rng.normal(0, 10, (size, size)), 0, 255).astype(np.uint8)
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(root / kind / f"{kind}{i}.png")
+    return root
+
+
+def test_fit_on_a_png_folder_it_has_never_seen(tmp_path):
+    folder = _shapes_folder(tmp_path / "shapes")
+    args = ["fit", "--data", str(folder), "--k", "2", "--epochs", "3", "--quiet", "--no-report"]
+    mixed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "mixed")])
+    assert mixed.exit_code == 2 and "differ in size" in mixed.output and "disk0.png" in mixed.output
+    assert not (tmp_path / "mixed").exists() and not staging_dir(tmp_path / "mixed").exists()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [*args, "--image-size", "32", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_assignments(out / "assignments.csv")
+    assert len(rows["index"]) == 48 and set(rows["label"]) == {0, 1}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == "shapes" and len(metrics["cluster_sizes_train"]) == 2
+    assert torch.load(out / "model.pt", weights_only=True)["image_shape"] == [1, 32, 32]
+
+
+def test_fit_on_a_folder_of_nifti_volumes(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mri"
+    folder.mkdir()
+    for s in range(8):
+        volume = rng.normal(100.0, 20.0, (40, 40, 9))
+        volume[10:30, 10:30] += 80 * (s % 2)  # two kinds of subject
+        nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), str(folder / f"sub-{s:02d}.nii.gz"))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["fit", "--data", str(folder), "--image-size", "32", "--k", "2", "--epochs", "2",
+                                      "--quiet", "--no-report", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_assignments(out / "assignments.csv")
+    assert len(rows["index"]) == 8 * 5 and "label" not in rows  # 5 central slices per subject, no labels
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "acc" not in metrics and len(metrics["cluster_sizes_train"]) == 2

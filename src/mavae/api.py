@@ -11,7 +11,8 @@ import torch
 
 from . import metrics
 from .config import FitConfig, save_config
-from .datasets import Dataset, load_dataset
+from .datasets import LOADERS, Dataset, load_dataset
+from .datasets.common import resize_images
 from .models import MODELS, VAE, Model
 from .runs import staged_run, write_assignments, write_history, write_json
 from .selection import ElbowCurve, elbow_curve
@@ -36,12 +37,26 @@ def network_width(image_shape: tuple[int, ...]) -> int:
     return next(row for row in SIZE_DEFAULTS if side <= row[0])[5]
 
 
+CARDIAC_DEFAULT_SIZE = 64
+
+
 def load_data(config: FitConfig) -> Dataset:
-    """The cohort named by config.data (the cardiac generator takes size, preset and count)."""
+    """The cohort named by config.data: the cardiac generator (size, preset, count, seed), a named
+    array data set or a folder; image_size, when set, resizes the images (folders and NIfTI resize
+    while loading, so they may mix sizes; a folder of mixed sizes needs it)."""
     if config.data == "cardiac":
-        return load_dataset("cardiac", n_per_class=config.n_per_class, image_size=config.image_size,
-                            preset=config.preset, seed=config.data_seed)
-    return load_dataset(config.data)
+        return load_dataset("cardiac", n_per_class=config.n_per_class, preset=config.preset, seed=config.data_seed,
+                            image_size=config.image_size or CARDIAC_DEFAULT_SIZE)
+    if config.data in LOADERS:  # named arrays: loaded at their native size, resized here if asked
+        data = load_dataset(config.data)
+        if config.image_size is None or data.image_shape[1:] == (config.image_size,) * 2:
+            return data
+        channels = data.images.shape[1]
+        flat = data.images.reshape(-1, *data.images.shape[2:])
+        images = resize_images(flat, config.image_size).reshape(len(data), channels, config.image_size,
+                                                                config.image_size)
+        return replace(data, images=images)
+    return load_dataset(config.data, **({} if config.image_size is None else {"image_size": config.image_size}))
 
 
 def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:

@@ -31,7 +31,7 @@ def fit(
     data: Optional[str] = typer.Option(None, help="cardiac (built-in synthetic cohort) or a data set path/name"),
     k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations, or auto (elbow, see select-k)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="image side in pixels (cardiac)"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize images to this side in pixels (default: 64 for cardiac, native otherwise)"),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     model: Optional[str] = typer.Option(None, help="model: mavae (default) or vae_gmm"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
@@ -69,7 +69,7 @@ def select_k(
     k_max: int = typer.Option(10, "--k-max", help="largest K tried"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the VAE whose latents are clustered "
                                                                  "(default: the config's warm-up epochs)"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="image side in pixels (cardiac)"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize images to this side in pixels (default: 64 for cardiac, native otherwise)"),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),

@@ -18,7 +18,7 @@ class FitConfig:
 
     data: str = "cardiac"  # a registered name (cardiac, mnist, pneumoniamnist, ...) or a path
     preset: str = "aligned"  # the data source's preprocessing preset
-    image_size: int = 64  # images are resized to image_size x image_size
+    image_size: int | None = None  # resize to image_size x image_size; None: 64 px for cardiac, else native
     n_per_class: int = 1000  # images drawn per class, where the source has classes
     model: str = "mavae"  # a registered model name
     k: int | str = 5  # number of clusters, or "auto" to select it
