@@ -9,20 +9,14 @@ the final epoch evaluated on the test split; labels never touch training or sele
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
+from common import RESULTS, markdown_table, summarize, timed_fit, write_results
 from sklearn.mixture import GaussianMixture
 
 from mavae import metrics
-from mavae.api import fit, load_fitted
+from mavae.api import load_fitted
 from mavae.config import FitConfig
 from mavae.training import Trainer
 
@@ -48,7 +42,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=FitConfig.epochs)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["mavae", "vae_gmm"])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cardiac.json"))
+    parser.add_argument("--out", default=str(RESULTS / "cardiac.json"))
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,39 +50,20 @@ def main():
             for model in args.models:
                 config = FitConfig(data="cardiac", preset=args.preset, image_size=args.image_size, k=args.k,
                                    epochs=args.epochs, model=model, seed=seed)
-                start = time.perf_counter()
-                result = fit(config, Path(tmp) / f"{model}-{seed}", progress=False, report=False)
-                result["wall_seconds"] = round(time.perf_counter() - start, 1)
-                runs.append(dict(result, model=model, seed=seed, config=asdict(config)))
+                runs.append(dict(timed_fit(config, Path(tmp) / f"{model}-{seed}"), model=model, seed=seed))
                 if model == "vae_gmm":  # the same VAE, scored with sklearn's default GaussianMixture (n_init=1)
-                    runs.append(dict(result, **default_gmm_metrics(Path(tmp) / f"{model}-{seed}", seed),
-                                     model="vae_gmm_n_init1", seed=seed, config=asdict(config)))
+                    runs.append(dict(runs[-1], **default_gmm_metrics(Path(tmp) / f"{model}-{seed}", seed),
+                                     model="vae_gmm_n_init1"))
                 print({k: runs[-1].get(k) for k in ["model", "seed", *METRICS, "seconds_per_epoch", "wall_seconds",
                                                     "archetype_labels"]}, flush=True)
-    summary = {}
-    for model in dict.fromkeys(r["model"] for r in runs):
-        rows = [r for r in runs if r["model"] == model]
-        summary[model] = {m: (float(np.mean([r[m] for r in rows])), float(np.std([r[m] for r in rows])),
-                              float(np.median([r[m] for r in rows]))) for m in METRICS + ["seconds_per_epoch",
-                                                                                          "wall_seconds"]}
-    header = ["model"] + METRICS + ["s/epoch", "wall s/seed"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for model, stats in summary.items():
-        cells = [f"{stats[m][0]:.3f} ± {stats[m][1]:.3f}" for m in METRICS]
-        cells += [f"{stats['seconds_per_epoch'][0]:.2f}", f"{stats['wall_seconds'][0]:.0f}"]
-        lines.append("| " + " | ".join([model] + cells) + " |")
-    if {"mavae", "vae_gmm"} <= set(summary):
-        ratio = summary["mavae"]["seconds_per_epoch"][0] / summary["vae_gmm"]["seconds_per_epoch"][0]
-        lines.append(f"\nMA-VAE time per epoch / plain VAE's: {ratio:.2f}")
-    table = "\n".join(lines)
-    command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])
-    print(f"\ncardiac {args.image_size} px, preset {args.preset}, K={args.k}, {args.epochs} epochs, seeds {args.seeds}\n")
-    print(table)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(dict(command=command, machine=platform.machine(), table=table,
-                                              summary=summary, runs=runs), indent=2, default=str))
-    Path(args.out).with_suffix(".md").write_text(f"`{command}`\n\n{table}\n")
-    print(f"\nwrote {args.out}")
+    columns = METRICS + ["seconds_per_epoch", "wall_seconds"]
+    summary = summarize(runs, ("model",), columns)
+    table = markdown_table(summary, ("model",), columns)
+    if {("mavae",), ("vae_gmm",)} <= set(summary):
+        ratio = summary[("mavae",)]["seconds_per_epoch"][0] / summary[("vae_gmm",)]["seconds_per_epoch"][0]
+        table += f"\n\nMA-VAE time per epoch / plain VAE's: {ratio:.2f}"
+    write_results(args.out, f"cardiac {args.image_size} px, preset {args.preset}, K={args.k}, {args.epochs} epochs, "
+                  f"seeds {args.seeds}", table, summary={k[0]: v for k, v in summary.items()}, runs=runs)
 
 
 if __name__ == "__main__":

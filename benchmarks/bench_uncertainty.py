@@ -3,8 +3,9 @@
 (a) Spearman correlation, on test images, between per-image uncertainty (u_pix, u_ssim; S draws)
     and the reconstruction error ||x - g(m(x))||^2;
 (b) K = 4 on the 5 classes, so two classes must share a sub-population: the rank of that merged
-    sub-population (the one of lowest label purity) by flag score, per seed. Labels are used only
-    to name the merged sub-population after training.
+    sub-population (the one of lowest label purity) by each flag score (u_pix, u_ssim and the
+    bimodality b of the training encodings), per seed. Labels are used only to name the merged
+    sub-population after training.
 
     python benchmarks/bench_uncertainty.py                 # seeds 0 1 2, S = 30
 """
@@ -23,7 +24,7 @@ from scipy.stats import spearmanr
 
 from mavae.api import fit, load_fitted
 from mavae.config import FitConfig
-from mavae.uncertainty import monte_carlo, subpopulation_profiles
+from mavae.uncertainty import bimodality, monte_carlo, subpopulation_profiles
 
 SCORES = ("u_pix", "u_ssim")
 
@@ -48,7 +49,8 @@ def main():
                 x = torch.as_tensor(test.images)
                 means = model.encode(x)[0]
                 error = (model.decode(means) - x).square().flatten(1).sum(1).numpy()
-                clusters = model.posterior(model.encode(torch.as_tensor(train.images))[0]).argmax(1).numpy()
+                train_means = model.encode(torch.as_tensor(train.images))[0]
+                clusters = model.posterior(train_means).argmax(1).numpy()
             row = dict(seed=seed, mc_seconds_per_1000=round(1000 * mc_seconds / len(test), 1))
             for name, values in mc.scores().items():
                 row[f"spearman_{name}"] = round(float(spearmanr(values, error).statistic), 3)
@@ -65,10 +67,17 @@ def main():
                 flag = np.array([p["scores"][name]["flag_score"] or -np.inf for p in profiles])
                 row[f"rank_{name}"] = int((flag > flag[merged]).sum()) + 1
                 row[f"flagged_{name}"] = bool(profiles[merged]["scores"][name]["flagged"])
+            split = bimodality(train_means.numpy(), clusters, 4, random_state=seed)
+            b = np.array([e["score"] if e["score"] is not None else -np.inf for e in split])
+            row["bimodality"] = [round(float(v), 1) for v in b]
+            row["rank_bimodality"] = int((b > b[merged]).sum()) + 1
+            row["flagged_bimodality"] = bool(split[merged]["flagged"])
+            row["false_flags_bimodality"] = sum(e["flagged"] for k, e in enumerate(split) if k != merged)
             rows.append(row)
             print(row, flush=True)
     header = ["seed", "spearman_u_pix", "spearman_u_ssim", "purity", "classes_in_merged", "rank_u_pix",
-              "rank_u_ssim", "flagged_u_pix", "flagged_u_ssim", "mc_seconds_per_1000"]
+              "rank_u_ssim", "bimodality", "rank_bimodality", "flagged_bimodality", "false_flags_bimodality",
+              "flagged_u_pix", "flagged_u_ssim", "mc_seconds_per_1000"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
     table = "\n".join(lines)
