@@ -66,7 +66,7 @@ def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
     if config.k == "auto":
         raise ValueError("k='auto' must be resolved first (api.select_k, or api.fit which calls it)")
     common = dict(latent_dim=config.latent_dim, n_components=config.k, width=network_width(image_shape),
-                  beta=config.beta, recon=config.recon, seed=config.seed)
+                  beta=config.beta, recon=config.recon, seed=config.seed, pose=config.pose)
     if config.model == "mavae":
         return MODELS["mavae"](image_shape, dirichlet_weight=config.dirichlet_weight,
                                warmup_epochs=config.warmup_epochs, refit_every=config.refit_every,
@@ -107,7 +107,14 @@ def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> t
         split=np.array(["train"] * len(train) + ["test"] * len(test)),
         cluster=np.concatenate([c_train, c_test]), max_posterior=np.concatenate([p_train, p_test]),
         labels=None if train.labels is None else np.concatenate([train.labels, test.labels]))
-    return result, dict(assignments, decoded=decoded, indices=indices)
+    pose = {}
+    if getattr(model, "pose_head", None) is not None:  # each image's estimated pose, as columns
+        images = np.concatenate([train.images, test.images])
+        poses = torch.cat([model.estimate_pose(b.to(trainer.device)).cpu()
+                           for b in torch.as_tensor(images).split(1024)]).double().numpy()
+        pose = dict(pose_angle_deg=np.degrees(poses[:, 0]), pose_shift_x=poses[:, 1], pose_shift_y=poses[:, 2],
+                    pose_scale=np.exp(poses[:, 3]))
+    return result, dict(assignments, decoded=decoded, indices=indices, pose=pose)
 
 
 def save_prototypes_png(path: Path, decoded: np.ndarray, indices, sizes) -> None:
@@ -204,7 +211,7 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
         write_json(stage / "metrics.json", result)
         write_history(stage / "history.csv", history)
         write_assignments(stage / "assignments.csv", out["index"], out["cluster"], out["max_posterior"],
-                          labels=out["labels"], extra={"split": out["split"]})
+                          labels=out["labels"], extra={"split": out["split"], **out["pose"]})
         save_prototypes_png(stage / "prototypes.png", out["decoded"], out["indices"], result["cluster_sizes_train"])
         checkpoint.unlink()
     if report:

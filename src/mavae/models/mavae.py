@@ -7,7 +7,7 @@ import torch
 from ..geometry import dirichlet_energy
 from ..mixture import ManifoldAnchoredGMM
 from .prior import MixturePrior
-from .vae import VAE, kl_standard_normal, reconstruction_loss
+from .vae import VAE, kl_standard_normal
 
 
 class MAVAE(VAE):
@@ -28,8 +28,8 @@ class MAVAE(VAE):
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, dirichlet_weight: float = 1.0, recon: str = "mse", warmup_epochs: int = 10,
                  refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 30, bandwidth="median",
-                 seed: int = 0):
-        super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
+                 seed: int = 0, pose: str = "none"):
+        super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon, pose=pose)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         if warmup_epochs < 0 or refit_every < 1 or refit_max_points < n_components:
@@ -80,16 +80,15 @@ class MAVAE(VAE):
         self.n_refits += 1
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        mean, logvar = self.encode(x)
-        x_hat = self.decode(self.reparameterize(mean, logvar))
-        recon = reconstruction_loss(x_hat, x, self.recon)
+        mean, logvar, terms = self.reconstruct(x)  # with a pose head, mean/logvar are the content latent's
         if not bool(self.prior.fitted):  # warm-up: a plain VAE
             kl = kl_standard_normal(mean, logvar)
-            return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "dirichlet": torch.zeros(())}
+            return {"loss": terms["recon"] + self.beta * kl + self.pose_loss(terms), "kl": kl,
+                    "dirichlet": torch.zeros(()), **terms}
         kl = self.prior.kl_to_assigned(mean, logvar)
         dirichlet = dirichlet_energy(mean)
-        loss = recon + self.beta * kl + self.dirichlet_weight * dirichlet
-        return {"loss": loss, "recon": recon, "kl": kl, "dirichlet": dirichlet}
+        loss = terms["recon"] + self.beta * kl + self.dirichlet_weight * dirichlet + self.pose_loss(terms)
+        return {"loss": loss, "kl": kl, "dirichlet": dirichlet, **terms}
 
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         if not bool(self.prior.fitted):

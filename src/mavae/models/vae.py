@@ -7,9 +7,12 @@ import torch.nn.functional as F
 
 from ..nets import build_decoder, build_encoder
 from .base import Model
+from .pose import PoseHead, canonicalize, render
 
 RECON_KINDS = ("mse", "bce")
+POSES = ("none", "rigid")
 LOGVAR_RANGE = (-10.0, 10.0)
+POSE_PRIOR_SD = 0.25  # weak Gaussian prior on shift and log-scale (normalised image coordinates)
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -33,32 +36,71 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
 
 
 class VAE(Model):
-    """L = recon(g(z), x) + beta * KL(q(z|x) || N(0, I)), z = m(x) + s(x) * eps."""
+    """L = recon(g(z), x) + beta * KL(q(z|x) || N(0, I)), z = m(x) + s(x) * eps.
+
+    pose="rigid" (METHOD.md section 7b): a pose head estimates p(x) = (angle, shift, log-scale);
+    the encoder sees x in the canonical frame, canonicalize(x, p), so z holds content only; the
+    reconstruction is the canonical decoding drawn in pose p, render(g(z), p). The pose head is
+    equivariant by construction (``pose.PoseHead``); the pose gets the weak Gaussian prior
+    1/2 ||(shift, log-scale)||^2 / 0.25^2. ``decode`` always renders the canonical pose.
+    """
 
     def __init__(self, image_shape: tuple[int, ...], latent_dim: int = 16, width: int = 32,
-                 beta: float = 1.0, recon: str = "mse"):
+                 beta: float = 1.0, recon: str = "mse", pose: str = "none"):
         super().__init__()
         if recon not in RECON_KINDS:
             raise ValueError(f"unknown reconstruction loss {recon!r}; expected one of {RECON_KINDS}")
+        if pose not in POSES:
+            raise ValueError(f"unknown pose {pose!r}; expected one of {POSES}")
+        if pose == "rigid" and len(image_shape) != 3:
+            raise ValueError(f"pose='rigid' needs (C, H, W) images, got data shape {tuple(image_shape)}")
         self.image_shape = tuple(image_shape)
         self.latent_dim, self.beta, self.recon = latent_dim, beta, recon
         self.encoder = build_encoder(self.image_shape, 2 * latent_dim, width)
         self.decoder = build_decoder(self.image_shape, latent_dim, width)
+        self.pose_head = PoseHead(self.image_shape[0]) if pose == "rigid" else None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, logvar) of q(z|x); logvar clamped to [-10, 10]."""
+        """(mean, logvar) of q(z|x) (of the canonical-frame image with a pose head); logvar clamped to [-10, 10]."""
+        if self.pose_head is not None:
+            x = canonicalize(x, self.pose_head(x))
+        return self._content(x)
+
+    def _content(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        mean, logvar = self.encode(x)
+    def estimate_pose(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 4) poses (angle in radians, shift_x, shift_y, log_scale) of the pose head."""
+        if self.pose_head is None:
+            raise RuntimeError("this model has no pose head (pose='none')")
+        return self.pose_head(x)
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(mean, logvar, terms): terms["recon"] of a reparameterised sample and, with a pose head,
+        "pose_prior"; ``pose_loss(terms)`` is what the pose adds to the loss."""
+        pose = self.pose_head(x) if self.pose_head is not None else None
+        mean, logvar = self._content(x if pose is None else canonicalize(x, pose))
         x_hat = self.decode(self.reparameterize(mean, logvar))
-        recon = reconstruction_loss(x_hat, x, self.recon)
+        terms = {}
+        if pose is not None:
+            x_hat = render(x_hat, pose)
+            terms["pose_prior"] = 0.5 * pose[:, 1:].square().sum(1).mean() / POSE_PRIOR_SD**2
+        terms["recon"] = reconstruction_loss(x_hat, x, self.recon)
+        return mean, logvar, terms
+
+    def pose_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.pose_head is None:
+            return torch.zeros(())
+        return terms["pose_prior"]
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, logvar, terms = self.reconstruct(x)
         kl = kl_standard_normal(mean, logvar)
-        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+        return {"loss": terms["recon"] + self.beta * kl + self.pose_loss(terms), "kl": kl, **terms}
 
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("a plain VAE has no clusters; use VAE+k-means or MA-VAE for posteriors")

@@ -17,8 +17,8 @@ class VAEGMM(VAE):
     refits_at_end = True
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
-                 beta: float = 1.0, recon: str = "mse", n_init: int = 30, seed: int = 0):
-        super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
+                 beta: float = 1.0, recon: str = "mse", n_init: int = 30, seed: int = 0, pose: str = "none"):
+        super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon, pose=pose)
         self.n_components, self.n_init, self.seed = n_components, n_init, seed
         self.prior = MixturePrior(n_components, latent_dim)
 
