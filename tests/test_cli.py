@@ -147,3 +147,15 @@ def test_fit_on_a_folder_of_nifti_volumes(tmp_path):
     assert len(rows["index"]) == 8 * 5 and "label" not in rows  # 5 central slices per subject, no labels
     metrics = json.loads((out / "metrics.json").read_text())
     assert "acc" not in metrics and len(metrics["cluster_sizes_train"]) == 2
+
+
+def test_fit_with_pose_writes_each_images_pose(tmp_path, tiny_config):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, fit_args(tiny_config, out, "--pose", "rigid", "--preset", "rotated"))
+    assert result.exit_code == 0, result.output
+    rows = read_assignments(out / "assignments.csv")
+    assert {"pose_angle_deg", "pose_shift_x", "pose_shift_y", "pose_scale"} <= set(rows)
+    assert (abs(rows["pose_angle_deg"]) <= 180).all() and (rows["pose_scale"] > 0).all()
+    assert yaml.safe_load((out / "config.yaml").read_text())["pose"] == "rigid"
+    bad = CliRunner().invoke(app, fit_args(tiny_config, tmp_path / "bad", "--pose", "affine"))
+    assert bad.exit_code == 2 and "pose" in bad.output and not (tmp_path / "bad").exists()

@@ -34,6 +34,7 @@ def fit(
     image_size: Optional[int] = typer.Option(None, "--image-size", help="resize images to this side in pixels (default: 64 for cardiac, native otherwise)"),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     model: Optional[str] = typer.Option(None, help="model: mavae (default) or vae_gmm"),
+    pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
@@ -50,7 +51,7 @@ def fit(
     try:
         base = load_config(config) if config is not None else FitConfig()
         cfg = merge_overrides(base, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
-                                         model=model, seed=seed, device=device))
+                                         model=model, pose=pose, seed=seed, device=device))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
