@@ -47,7 +47,7 @@ def markdown_table(summary: dict[tuple, dict], group: tuple[str, ...], metrics: 
             if m not in stats:
                 cells.append("–")
             elif m in plain:
-                cells.append(f"{stats[m][0]:.3g}")
+                cells.append(f"{stats[m][0]:.4g}")
             else:
                 cells.append(f"{stats[m][0]:.3f} ± {stats[m][1]:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
