@@ -58,7 +58,8 @@ class PoseHead(nn.Module):
     """Pose from learned image moments, equivariant to similarities by construction.
 
     With x the channel-mean image (block-averaged down to at most max_side px) and f a small conv
-    net (a 5x5 then a 1x1 conv; the last starts at zero), two non-negative weight maps over the pixel coordinates q (normalised, as grid_sample's):
+    net (a 5x5 then a 1x1 conv; the last starts at zero), two non-negative weight maps over the
+    pixel coordinates q (normalised, as grid_sample's):
     w_t = x^2 softplus(f_t(x)) and w_a = x^4 softplus(f_a(x)). Then
         t = sum_q w_t(q) q / sum_q w_t(q)                              (the centre),
         e^l = sqrt(sum_q w_t(q) ||q - t||^2 / sum_q w_t(q)) / r_0      (the size; r_0 learnt),
@@ -74,7 +75,8 @@ class PoseHead(nn.Module):
     def __init__(self, channels: int, hidden: int = 4, max_side: int = 32):
         super().__init__()
         self.max_side = max_side
-        self.maps = nn.Sequential(nn.Conv2d(channels, hidden, 5, padding=2), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 2, 1))
+        self.maps = nn.Sequential(nn.Conv2d(channels, hidden, 5, padding=2), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(hidden, 2, 1))
         nn.init.zeros_(self.maps[-1].weight)
         nn.init.zeros_(self.maps[-1].bias)
         self.maps.to(memory_format=torch.channels_last)  # oneDNN convolutions on CPU
