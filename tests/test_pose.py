@@ -74,12 +74,11 @@ def test_the_pose_head_follows_a_similarity_without_training():
         assert error.median() < 0.02 and error.max() < 0.06
 
 
-@pytest.mark.slow
 def test_after_training_rotation_moves_the_angle_and_not_the_content(tmp_path):
     from mavae.api import fit, load_fitted
     from mavae.config import FitConfig
 
-    fit(FitConfig(data="cardiac", preset="rotated", image_size=32, n_per_class=100, epochs=6, warmup_epochs=3,
+    fit(FitConfig(data="cardiac", preset="rotated", image_size=64, n_per_class=200, epochs=10, warmup_epochs=5,
                   k=5, pose="rigid"), tmp_path / "run", progress=False, report=False)
     model, _, _, test = load_fitted(tmp_path / "run")
     x = torch.as_tensor(test.images[test.labels != 0])
