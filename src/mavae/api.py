@@ -15,7 +15,7 @@ from .datasets import LOADERS, Dataset, load_dataset
 from .datasets.common import resize_images
 from .models import MODELS, VAE, Model
 from .runs import staged_run, write_assignments, write_history, write_json
-from .selection import ElbowCurve, elbow_curve
+from .selection import ElbowCurve, check_ks, elbow_curve
 from .training import Trainer
 
 # Defaults by image size (METHOD.md section 3 release defaults; width keeps 2 CPU cores fast):
@@ -143,6 +143,7 @@ def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Datas
     subsample of at most refit_max_points) and find the knee of MA-EM's intra-component distance
     over ks. Labels are not used."""
     config.validate()
+    ks = check_ks(ks)  # before any training
     train = (data if data is not None else load_data(config)).subset("train")
     config = resolve(config, train.image_shape)
     torch.manual_seed(config.seed)

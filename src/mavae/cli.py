@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -25,13 +26,33 @@ def _k(value: Optional[str]):
         raise typer.BadParameter(f"--k must be an integer >= 1 or 'auto', got {value!r}") from None
 
 
+IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac, native otherwise)"
+
+
+@contextmanager
+def _errors_exit_2():
+    """Bad input (ValueError, FileNotFoundError) -> 'error: ...' on stderr and exit code 2."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _config(path: Optional[Path], overrides: dict):
+    """The YAML file's FitConfig (defaults without one) with the given flags applied."""
+    from .config import FitConfig, load_config, merge_overrides
+
+    return merge_overrides(load_config(path) if path is not None else FitConfig(), overrides)
+
+
 @app.command()
 def fit(
     out: Path = typer.Option(..., "--out", help="run directory to write (must not exist or be empty)"),
     data: Optional[str] = typer.Option(None, help="cardiac (built-in synthetic cohort) or a data set path/name"),
     k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations, or auto (elbow, see select-k)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize images to this side in pixels (default: 64 for cardiac, native otherwise)"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     model: Optional[str] = typer.Option(None, help="model: mavae (default) or vae_gmm"),
     pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
@@ -46,16 +67,11 @@ def fit(
     metrics.json, config.yaml, history.csv) and its report (see `mavae report`). Rerun the same command to
     resume an interrupted run."""
     from .api import fit as run_fit
-    from .config import FitConfig, load_config, merge_overrides
 
-    try:
-        base = load_config(config) if config is not None else FitConfig()
-        cfg = merge_overrides(base, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
-                                         model=model, pose=pose, seed=seed, device=device))
+    with _errors_exit_2():
+        cfg = _config(config, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
+                                   model=model, pose=pose, seed=seed, device=device))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
                                            "seconds_per_epoch") if key in result}
     typer.echo(json.dumps(shown))
@@ -70,7 +86,7 @@ def select_k(
     k_max: int = typer.Option(10, "--k-max", help="largest K tried"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the VAE whose latents are clustered "
                                                                  "(default: the config's warm-up epochs)"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="resize images to this side in pixels (default: 64 for cardiac, native otherwise)"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
@@ -81,21 +97,14 @@ def select_k(
     """Choose K by the elbow of the intra-component distance (mean distance of members to their
     prototype) of MA-EM fitted on a VAE's training latents, for K from --k-min to --k-max."""
     from .api import select_k as run_select_k, write_elbow
-    from .config import FitConfig, load_config, merge_overrides
     from .runs import staged_run
 
-    try:
-        if k_max - k_min < 2 or k_min < 1:
-            raise ValueError(f"need 1 <= --k-min and at least 3 values of K, got --k-min {k_min} --k-max {k_max}")
-        base = load_config(config) if config is not None else FitConfig()
-        cfg = merge_overrides(base, dict(data=data, warmup_epochs=epochs, image_size=image_size, preset=preset,
-                                         seed=seed, device=device))
+    with _errors_exit_2():
+        cfg = _config(config, dict(data=data, warmup_epochs=epochs, image_size=image_size, preset=preset, seed=seed,
+                                   device=device))
         with staged_run(out, force=force) as stage:
             curve = run_select_k(cfg, range(k_min, k_max + 1), progress=not quiet)
             write_elbow(stage, curve)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
     typer.echo(curve.table())
     typer.echo(f"chosen K: {curve.k}")
     typer.echo(f"wrote {out}")
@@ -110,11 +119,8 @@ def report(
     """Write report.html (self-contained), figures/*.png and uncertainty.json into RUN_DIR."""
     from .report import build_report
 
-    try:
+    with _errors_exit_2():
         path = build_report(run_dir, n_samples=samples, latent_map=latent_map)
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
     typer.echo(f"wrote {path}")
 
 

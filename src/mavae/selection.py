@@ -47,12 +47,18 @@ def knee(ks, values) -> int:
     return int(ks[int(np.argmax(distance))])
 
 
+def check_ks(ks) -> list[int]:
+    """ks as a list of ints; ValueError unless at least 3, distinct, increasing and >= 1."""
+    ks = [int(k) for k in ks]
+    if len(ks) < 3 or any(k < 1 for k in ks) or ks != sorted(set(ks)):
+        raise ValueError(f"ks must be at least 3 values of K, distinct, increasing and >= 1, got {ks}")
+    return ks
+
+
 def elbow_curve(x, ks, *, n_init: int = 5, random_state: int = 0, **mixture_params) -> ElbowCurve:
     """Fit ``ManifoldAnchoredGMM(K, init_params="em", n_init, random_state, **mixture_params)`` on x
     for every K in ks (at least 3, increasing) and return the intra-component distances and the knee."""
-    ks = [int(k) for k in ks]
-    if len(ks) < 3 or any(k < 1 for k in ks) or ks != sorted(set(ks)):
-        raise ValueError(f"ks must be at least 3 distinct increasing integers >= 1, got {ks}")
+    ks = check_ks(ks)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < ks[-1]:
         raise ValueError(f"x must be 2-D with at least max(ks) = {ks[-1]} rows, got shape {x.shape}")
