@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mavae.cli import app
 from mavae.runs import read_assignments, staging_dir
+from writers import write_nifti, write_png
 
 TINY = dict(data="cardiac", image_size=32, n_per_class=20, epochs=3, warmup_epochs=1, k=5)
 
@@ -99,8 +100,6 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path):
 
 def _shapes_folder(root: Path) -> Path:
     """Two unseen kinds of image at two sizes: bright disks (28 px) and hollow squares (36 px)."""
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     for i in range(24):
         for kind, size in (("disk", 28), ("square", 36)):
@@ -108,8 +107,7 @@ def _shapes_folder(root: Path) -> Path:
             shape = np.hypot(yy, xx) < size / 4 if kind == "disk" else \
                 (np.maximum(abs(yy), abs(xx)) < size / 3) & (np.maximum(abs(yy), abs(xx)) > size / 5)
             pixels = np.clip(255 * shape + rng.normal(0, 10, (size, size)), 0, 255).astype(np.uint8)
-            (root / kind).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(root / kind / f"{kind}{i}.png")
+            write_png(root / kind / f"{kind}{i}.png", pixels)
     return root
 
 
@@ -130,15 +128,13 @@ def test_fit_on_a_png_folder_it_has_never_seen(tmp_path):
 
 
 def test_fit_on_a_folder_of_nifti_volumes(tmp_path):
-    import nibabel as nib
-
     rng = np.random.default_rng(0)
     folder = tmp_path / "mri"
     folder.mkdir()
     for s in range(8):
         volume = rng.normal(100.0, 20.0, (40, 40, 9))
         volume[10:30, 10:30] += 80 * (s % 2)  # two kinds of subject
-        nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), str(folder / f"sub-{s:02d}.nii.gz"))
+        write_nifti(folder / f"sub-{s:02d}.nii.gz", volume)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["fit", "--data", str(folder), "--image-size", "32", "--k", "2", "--epochs", "2",
                                       "--quiet", "--no-report", "--out", str(out)])

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from mavae.datasets import (LOADERS, data_root, load_dataset, load_digits, load_image_folder, load_mnist,
                             load_nifti_folder, load_pneumoniamnist)
 from mavae.datasets.arrays import read_idx
 from mavae.datasets.download import SOURCES, file_digest, verify_checksum
+from writers import write_nifti, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MAVAE_DATA") or ROOT.parent / "shared" / "data").resolve()
@@ -23,11 +23,6 @@ needs_shared = pytest.mark.skipif(not (SHARED / "mnist" / "mnist.npz").is_file()
 @pytest.fixture(scope="module")
 def mnist():
     return load_mnist(SHARED / "mnist" / "mnist.npz")
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
 
 
 def test_data_root(monkeypatch, tmp_path):
@@ -193,12 +188,6 @@ def test_folder_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match=r"empty: no image files"):
         load_dataset(empty)
-
-
-def write_nifti(path: Path, data: np.ndarray) -> None:
-    import nibabel as nib
-
-    nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), str(path))
 
 
 def test_nifti_folder(tmp_path):
