@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, write_results
 from scipy.stats import spearmanr
 
 from mavae.api import fit, load_fitted
@@ -33,7 +32,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "uncertainty.json"))
+    parser.add_argument("--out", default=str(RESULTS / "uncertainty.json"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,10 +80,7 @@ def main():
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
     table = "\n".join(lines)
-    command = " ".join(["python", "benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])
-    print(f"\ncardiac 64 px aligned, K=4 (5 classes), S={args.samples}\n\n{table}")
-    Path(args.out).write_text(json.dumps(dict(command=command, rows=rows, table=table), indent=2))
-    Path(args.out).with_suffix(".md").write_text(f"`{command}`\n\n{table}\n")
+    write_results(args.out, f"cardiac 64 px aligned, K=4 (5 classes), S={args.samples}", table, rows=rows)
 
 
 if __name__ == "__main__":
