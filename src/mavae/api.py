@@ -1,6 +1,7 @@
 """The main job as one function: data -> model -> trainer -> evaluation -> run directory."""
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import replace
@@ -59,19 +60,30 @@ def load_data(config: FitConfig) -> Dataset:
     return load_dataset(config.data, **({} if config.image_size is None else {"image_size": config.image_size}))
 
 
+# FitConfig fields a model receives when its constructor takes them (beyond the common ones)
+MODEL_OPTIONS = ("dirichlet_weight", "warmup_epochs", "refit_every", "refit_max_points")
+
+
 def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
-    """The model named by config.model, built for image_shape from a resolved config."""
+    """The model named by config.model, built for image_shape from a resolved config.
+
+    Every model takes image_shape, latent_dim, n_components, width, beta, recon and seed; it also
+    gets each of MODEL_OPTIONS and pose that its constructor accepts. A pose head asked of a
+    model without one is an error.
+    """
     if config.model not in MODELS:
         raise ValueError(f"unknown model '{config.model}'; known: {', '.join(MODELS)}")
     if config.k == "auto":
         raise ValueError("k='auto' must be resolved first (api.select_k, or api.fit which calls it)")
-    common = dict(latent_dim=config.latent_dim, n_components=config.k, width=network_width(image_shape),
-                  beta=config.beta, recon=config.recon, seed=config.seed, pose=config.pose)
-    if config.model == "mavae":
-        return MODELS["mavae"](image_shape, dirichlet_weight=config.dirichlet_weight,
-                               warmup_epochs=config.warmup_epochs, refit_every=config.refit_every,
-                               refit_max_points=config.refit_max_points, **common)
-    return MODELS[config.model](image_shape, **common)
+    cls = MODELS[config.model]
+    accepted = inspect.signature(cls).parameters
+    if config.pose != "none" and "pose" not in accepted:
+        raise ValueError(f"model '{config.model}' has no pose head; pose='{config.pose}' needs one of: "
+                         + ", ".join(name for name, c in MODELS.items() if "pose" in inspect.signature(c).parameters))
+    kwargs = dict(latent_dim=config.latent_dim, n_components=config.k, width=network_width(image_shape),
+                  beta=config.beta, recon=config.recon, seed=config.seed)
+    kwargs.update({name: getattr(config, name) for name in (*MODEL_OPTIONS, "pose") if name in accepted})
+    return cls(image_shape, **kwargs)
 
 
 @torch.no_grad()

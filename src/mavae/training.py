@@ -87,6 +87,7 @@ class Trainer:
             for epoch in range(self.epoch, self.epochs):
                 start = time.perf_counter()
                 torch.manual_seed(_seed(self.seed, epoch))
+                model.start_epoch(epoch, self.epochs)
                 refit = model.needs_refit(epoch)
                 if refit:
                     self.refit()

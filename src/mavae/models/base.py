@@ -9,6 +9,9 @@ nothing else.
 - ``needs_refit(epoch)`` / ``refit(encodings, logvars)``: the trainer calls ``refit`` with the
   encoder means and log-variances of the whole training set at the start of each epoch for
   which ``needs_refit`` is true, and once more after the last epoch when ``refits_at_end`` is true.
+- ``start_epoch(epoch, epochs)``: called by the trainer at the start of every epoch (0-based, of
+  ``epochs``), before any refit, so schedules (temperatures, pretraining phases) follow the epoch
+  and a resumed run is identical.
 - ``state_dict()`` includes the prior (as buffers), so a checkpoint is the whole model.
 """
 from __future__ import annotations
@@ -41,6 +44,9 @@ class Model(nn.Module):
 
     def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
         raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Hook at the start of epoch ``epoch`` (0-based) of ``epochs``; models with schedules override it."""
 
     def needs_refit(self, epoch: int) -> bool:
         """True when the trainer must call ``refit`` at the start of ``epoch`` (0-based)."""

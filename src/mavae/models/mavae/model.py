@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..geometry import dirichlet_energy
-from ..mixture import ManifoldAnchoredGMM
-from .prior import MixturePrior
-from .vae import VAE, kl_standard_normal
+from ...geometry import dirichlet_energy
+from ...mixture import ManifoldAnchoredGMM
+from ..prior import MixturePrior
+from ..vae import VAE, kl_standard_normal
 
 
 class MAVAE(VAE):

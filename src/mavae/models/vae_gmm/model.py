@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 
-from .prior import MixturePrior
-from .vae import VAE
+from ..prior import MixturePrior
+from ..vae import VAE
 
 
 class VAEGMM(VAE):

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..nets import build_decoder, build_encoder
-from .base import Model
-from .pose import PoseHead, canonicalize, render
+from ...nets import build_decoder, build_encoder
+from ..base import Model
+from ..pose import PoseHead, canonicalize, render
 
 RECON_KINDS = ("mse", "bce")
 POSES = ("none", "rigid")
