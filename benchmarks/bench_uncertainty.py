@@ -48,8 +48,7 @@ def main():
                 x = torch.as_tensor(test.images)
                 means = model.encode(x)[0]
                 error = (model.decode(means) - x).square().flatten(1).sum(1).numpy()
-                train_means = model.encode(torch.as_tensor(train.images))[0]
-                clusters = model.posterior(train_means).argmax(1).numpy()
+                clusters = model.cluster_posterior(torch.as_tensor(train.images)).argmax(1).numpy()
             row = dict(seed=seed, mc_seconds_per_1000=round(1000 * mc_seconds / len(test), 1))
             for name, values in mc.scores().items():
                 row[f"spearman_{name}"] = round(float(spearmanr(values, error).statistic), 3)

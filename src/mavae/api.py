@@ -90,7 +90,7 @@ def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
 def cluster(model: Model, trainer: Trainer, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder means, hard clusters and max posteriors of images under the model's prior."""
     means = trainer.encode(images)
-    posterior = model.posterior(means)
+    posterior = trainer.cluster_posteriors(images)
     top = posterior.max(1)
     return means.cpu().numpy(), top.indices.cpu().numpy(), top.values.cpu().numpy()
 

@@ -143,17 +143,24 @@ class Trainer:
         """Encoder means m(x) (n, d) in eval mode, on the trainer's device."""
         return self.encode_posteriors(images, batch_size)[0]
 
-    @torch.no_grad()
     def encode_posteriors(self, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z|x), each (n, d), in eval mode, on the trainer's device."""
+        out = self._map(self.model.encode, images, batch_size)
+        return torch.cat([m for m, _ in out]), torch.cat([lv for _, lv in out])
+
+    def cluster_posteriors(self, images, batch_size: int = 1024) -> torch.Tensor:
+        """(n, K) cluster probabilities ``model.cluster_posterior`` in eval mode, on the trainer's device."""
+        return torch.cat(self._map(self.model.cluster_posterior, images, batch_size))
+
+    @torch.no_grad()
+    def _map(self, fn, images, batch_size: int) -> list:
         images = torch.as_tensor(images, dtype=torch.float32)
         was_training = self.model.training
         self.model.eval()
         try:
-            out = [self.model.encode(b.to(self.device)) for b in images.split(batch_size)]
+            return [fn(b.to(self.device)) for b in images.split(batch_size)]
         finally:
             self.model.train(was_training)
-        return torch.cat([m for m, _ in out]), torch.cat([lv for _, lv in out])
 
     # ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:

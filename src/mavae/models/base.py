@@ -4,6 +4,9 @@ nothing else.
 - ``loss(x) -> dict`` of named scalar terms, always including ``"loss"`` (what is minimised).
 - ``encode(x) -> (mean, logvar)`` of q(z|x); ``decode(z) -> x_hat`` in [0, 1].
 - ``posterior(z) -> (n, K)`` cluster probabilities (rows sum to 1).
+- ``cluster_posterior(x) -> (n, K)``: cluster probabilities of images; by default
+  ``posterior(encode(x)[0])``, overridden by models whose clusters come from the image itself
+  (e.g. a categorical encoder q(y|x)). Stratification uses this.
 - ``prototypes() -> (codes (K, d), indices or None)``: latent prototypes and, where they are
   real training samples, their training-set indices.
 - ``needs_refit(epoch)`` / ``refit(encodings, logvars)``: the trainer calls ``refit`` with the
@@ -41,6 +44,10 @@ class Model(nn.Module):
 
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def cluster_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, K) cluster probabilities of images x; posterior(encode(x) mean) unless overridden."""
+        return self.posterior(self.encode(x)[0])
 
     def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
         raise NotImplementedError

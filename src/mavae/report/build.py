@@ -49,8 +49,9 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
     labels = None if train.labels is None else np.concatenate([train.labels, test.labels])
 
     with torch.no_grad():
-        means = torch.cat([model.encode(b)[0] for b in torch.as_tensor(images).split(1024)])
-        clusters = model.posterior(means).argmax(1).numpy()
+        batches = torch.as_tensor(images).split(1024)
+        means = torch.cat([model.encode(b)[0] for b in batches])
+        clusters = torch.cat([model.cluster_posterior(b) for b in batches]).argmax(1).numpy()
         codes, indices = model.prototypes()
         prototype_images = model.decode(codes).numpy()
     codes = codes.numpy()
