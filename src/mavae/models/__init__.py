@@ -1,9 +1,12 @@
 """Models behind one interface (``base.Model``); ``MODELS`` maps ``--model`` names to classes."""
 from .base import Model
+from .diffusion_gmm import DiffusionGMM
 from .mavae import MAVAE
 from .vae import VAE
 from .vae_gmm import VAEGMM
+from .vae_kmeans import VAEKMeans
+from .vaesim import VAESim
 
-MODELS = {"mavae": MAVAE, "vae_gmm": VAEGMM}
+MODELS = {"mavae": MAVAE, "vae_gmm": VAEGMM, "vaesim": VAESim, "vae_kmeans": VAEKMeans, "diffusion_gmm": DiffusionGMM}
 
-__all__ = ["MAVAE", "MODELS", "Model", "VAE", "VAEGMM"]
+__all__ = ["MAVAE", "MODELS", "Model", "VAE", "VAEGMM", "VAESim", "VAEKMeans", "DiffusionGMM"]
