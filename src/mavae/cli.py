@@ -111,6 +111,51 @@ def select_k(
 
 
 @app.command()
+def benchmark(
+    data: Optional[str] = typer.Option(None, help="cardiac (default), mnist, pneumoniamnist or a labelled data set"),
+    models: str = typer.Option("all", help="comma-separated model names, or all"),
+    seeds: int = typer.Option(3, help="number of seeds (0, 1, ...)"),
+    k: Optional[int] = typer.Option(None, "--k", help="K for every model (default: the data's number of classes)"),
+    epochs: Optional[int] = typer.Option(None, help="epoch budget of every model"),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
+    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the .md, .csv and .json tables"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="keep the run directories here (and resume from "
+                                                            "them); default: a temporary folder"),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
+    quiet: bool = typer.Option(False, "--quiet", help="no per-run lines"),
+) -> None:
+    """Fit every model with the same data, K, latent dimension and epoch budget for each seed and write
+    one table (Markdown, CSV, JSON) of ACC/NMI/ARI, statistical, kNN and linear-probe accuracy,
+    silhouette and wall time, mean +- std over seeds, to --out/benchmark_<data>.*"""
+    import shlex
+    from dataclasses import replace
+
+    from .benchmark import class_count, resolve_models, run_benchmark, write_tables
+
+    with _errors_exit_2():
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        names = resolve_models(models.split(","))
+        cfg = _config(config, dict(data=data, k=k, epochs=epochs, image_size=image_size, preset=preset,
+                                   device=device))
+        n_classes, name = class_count(cfg)
+        if k is None and config is None:
+            cfg = replace(cfg, k=n_classes)
+        results = run_benchmark(cfg, names, range(seeds), runs_dir=runs, progress=not quiet)
+        command = shlex.join(["mavae", "benchmark", "--data", cfg.data, "--models", models, "--seeds", str(seeds),
+                              "--k", str(cfg.k), "--epochs", str(cfg.epochs)]
+                             + (["--preset", cfg.preset] if cfg.data == "cardiac" else [])
+                             + (["--image-size", str(image_size)] if image_size else [])
+                             + (["--config", str(config)] if config else []) + ["--out", str(out)])
+        paths = write_tables(out, f"benchmark_{name.replace('[', '_').replace(']', '')}", results, command=command,
+                             config=cfg)
+    typer.echo(paths[0].read_text())
+    typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory written by `mavae fit`"),
     samples: int = typer.Option(30, "--samples", help="Monte-Carlo samples of q(z|x) per image"),
