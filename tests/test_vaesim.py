@@ -61,6 +61,23 @@ def test_prototypes_move_by_the_ema_of_their_members_and_empty_ones_stay():
     assert torch.allclose(model.centers, expected)
 
 
+def test_refit_settles_prototypes_on_the_means_of_their_members_over_the_whole_set():
+    z = torch.tensor([[3.0, 1.0], [2.0, 0.5], [-1.0, 2.0], [-0.5, 2.0], [1.0, 1.2]])
+    model = VAESim((1, 16, 16), latent_dim=2, n_components=3, width=8)
+    start = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])  # prototype 2 never has members
+    model.centers.copy_(start)
+    model.refit(z)
+    # pass 1: members {0, 1} and {2, 3, 4}; pass 2: (1, 1.2) is now closer in angle to prototype 0
+    expected = torch.stack([z[[0, 1, 4]].mean(0), z[[2, 3]].mean(0), start[2]])
+    assert torch.allclose(model.centers, expected)
+    assigned = model.similarities(z).argmax(1)
+    assert assigned.tolist() == [0, 0, 1, 1, 0]  # a fixed point
+    frozen = VAESim((1, 16, 16), latent_dim=2, n_components=3, width=8, settle_passes=0)
+    frozen.centers.copy_(start)
+    frozen.refit(z)
+    assert torch.equal(frozen.centers, start)
+
+
 def test_first_batch_initialises_prototypes_and_each_training_step_applies_the_ema():
     images, _ = _blobs(n=40)
     x = torch.as_tensor(images)
@@ -96,7 +113,8 @@ def test_first_batch_smaller_than_k_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(similarity="l2"), "similarity"), (dict(eta=0.0), "eta"),
-                                             (dict(tau_end=0.0), "tau"), (dict(n_components=0), "n_components")])
+                                             (dict(tau_end=0.0), "tau"),
+                                             (dict(settle_passes=-1), "settle_passes"), (dict(n_components=0), "n_components")])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAESim((1, 16, 16), **{"latent_dim": 4, "n_components": 3, "width": 8, **kwargs})
@@ -109,8 +127,11 @@ def test_training_follows_the_schedule_lowers_the_loss_and_round_trips():
     history = Trainer(model, images, epochs=8, batch_size=32, seed=0, progress=False).fit()
     assert [r["temperature"] for r in history] == pytest.approx([1.0, 1.0, 1.0, 0.505, 0.01, 0.01, 0.01, 0.01])
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
-    assert float(model.temperature) == pytest.approx(0.01)
+    assert float(model.temperature) == pytest.approx(0.01) and history[-1]["refit_end"]
     z = model.encode(torch.as_tensor(images))[0].detach()
+    assigned = model.similarities(z).argmax(1)  # settled: each used prototype is its members' mean
+    for k in assigned.unique():
+        assert torch.allclose(model.centers[k], z[assigned == k].mean(0), atol=1e-5)
     post = model.posterior(z)
     assert post.shape == (120, 3) and torch.allclose(post.sum(1), torch.ones(120), atol=1e-5)
     codes, indices = model.prototypes()
