@@ -72,7 +72,8 @@ class VAESim(VAE):
         if settle_passes < 0:
             raise ValueError(f"settle_passes must be >= 0, got {settle_passes}")
         self.n_components, self.similarity, self.eta, self.settle_passes = n_components, similarity, eta, settle_passes
-        self.tau_start, self.tau_end, self.seed = tau_start, tau_end, seed
+        self.tau_start, self.tau_end = tau_start, tau_end
+        self.seed = seed  # the common model argument; the first-batch draw uses the trainer's seeded RNG
         self.decoder = build_decoder(self.image_shape, latent_dim + n_components, width)
         self.register_buffer("centers", torch.zeros(n_components, latent_dim))
         self.register_buffer("temperature", torch.tensor(float(tau_start)))
