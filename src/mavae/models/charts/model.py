@@ -45,7 +45,7 @@ from ..vae import VAE
 from ..vae.model import RECON_KINDS
 
 INDICATOR_LOGVAR = -30.0  # sd 3e-7: reparameterised samples of the chart indicator stay on their chart
-PHASES = ("seeding", "mixture", "overlap")
+PRUNE_WEIGHT = 1e-3  # a chart whose training weight for a sample is below this is left out of its gradient
 
 
 def recon_per_sample(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -115,40 +115,58 @@ class Charts(Model):
             self.phase = "mixture"
 
     # ---- the loss ------------------------------------------------------------------------------
-    def chart_terms(self, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
-        """Per sample and chart, each (n, K): recon, kl (to N(0, I)) and kl_wide (to N(0, overlap_scale^2 I)),
+    def terms_of_chart(self, chart: VAE, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, ...]:
+        """(recon, kl, kl_wide) per sample (n,) of one chart: KL to N(0, I) and to N(0, overlap_scale^2 I),
         at z ~ q_k(z|x) (sample) or at the encoder mean z = m_k(x)."""
-        recon, kl, kl_wide = [], [], []
-        for chart in self.charts:
-            mean, logvar = chart.encode(x)
-            z = self.reparameterize(mean, logvar) if sample else mean
-            recon.append(recon_per_sample(chart.decode(z), x, self.recon))
-            kl.append(kl_to_isotropic(mean, logvar))
-            kl_wide.append(kl_to_isotropic(mean, logvar, self.overlap_scale))
-        return {"recon": torch.stack(recon, 1), "kl": torch.stack(kl, 1), "kl_wide": torch.stack(kl_wide, 1)}
+        mean, logvar = chart.encode(x)
+        z = self.reparameterize(mean, logvar) if sample else mean
+        return (recon_per_sample(chart.decode(z), x, self.recon), kl_to_isotropic(mean, logvar),
+                kl_to_isotropic(mean, logvar, self.overlap_scale))
+
+    def chart_terms(self, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
+        """``terms_of_chart`` of every chart, stacked: recon, kl and kl_wide, each (n, K)."""
+        columns = list(zip(*(self.terms_of_chart(chart, x, sample) for chart in self.charts)))
+        return {name: torch.stack(column, 1) for name, column in zip(("recon", "kl", "kl_wide"), columns)}
 
     def chart_posteriors(self, neg_elbo: torch.Tensor) -> torch.Tensor:
         """beta_ik = softmax_k(-negELBO_k(x_i) / beta + log alpha_k), (n, K)."""
         return torch.softmax(-neg_elbo / self.beta + self.log_alpha, dim=1)
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """sum_k w_ik negELBO_k(x_i), batch mean; w = nearest-centre one-hot (seeding), beta (mixture) or
-        the widened-prior posteriors (overlap). In training mode this also records sum_i of the
-        weights (for alpha) and, while seeding, moves the centres."""
-        terms = self.chart_terms(x)
-        neg_elbo = terms["recon"] + self.beta * terms["kl"]
+    def training_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, beta), each (n, K), without gradient: w = the nearest-centre one-hot (seeding; beta = w
+        then), beta (mixture) or the widened-prior posteriors (overlap)."""
         with torch.no_grad():
             if self.phase == "seeding":
                 weights = F.one_hot(self.nearest_centre(x, update=self.training), self.n_components).to(x.dtype)
-            elif self.phase == "overlap":
-                weights = self.chart_posteriors(terms["recon"] + self.beta * terms["kl_wide"])
-            else:
-                weights = self.chart_posteriors(neg_elbo)
-            if self.training:
-                tracked = weights if self.phase != "overlap" else self.chart_posteriors(neg_elbo)
-                self.weight_sums += tracked.sum(0)
-        return {"loss": (weights * neg_elbo).sum(1).mean(), "recon": (weights * terms["recon"]).sum(1).mean(),
-                "kl": (weights * terms["kl"]).sum(1).mean()}
+                return weights, weights
+            terms = self.chart_terms(x)
+            beta = self.chart_posteriors(terms["recon"] + self.beta * terms["kl"])
+            if self.phase == "overlap":
+                return self.chart_posteriors(terms["recon"] + self.beta * terms["kl_wide"]), beta
+            return beta, beta
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """sum_k w_ik negELBO_k(x_i), batch mean, with w from ``training_weights``.
+
+        The weights come from a pass without gradient; negELBO_k then gets its gradient only on the rows
+        where w_ik > PRUNE_WEIGHT (1e-3: a left-out term is < 0.1 % of the sample's loss), so with
+        sharp posteriors a step costs about one chart per sample, plus K forward passes for the weights
+        (none while seeding). Charts without rows in a batch get no gradient, so under
+        DistributedDataParallel this model needs find_unused_parameters=True. In training mode this also
+        adds sum_i beta_i to the epoch's sums for alpha and, while seeding, moves the centres.
+        """
+        weights, beta = self.training_weights(x)
+        if self.training:
+            self.weight_sums += beta.sum(0)
+        recon, kl = x.new_zeros(()), x.new_zeros(())
+        for k, chart in enumerate(self.charts):
+            rows = (weights[:, k] > PRUNE_WEIGHT).nonzero().flatten()
+            if len(rows):
+                chart_recon, chart_kl, _ = self.terms_of_chart(chart, x[rows])
+                recon = recon + (weights[rows, k] * chart_recon).sum()
+                kl = kl + (weights[rows, k] * chart_kl).sum()
+        recon, kl = recon / len(x), kl / len(x)
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
 
     @torch.no_grad()
     def nearest_centre(self, x: torch.Tensor, update: bool = False) -> torch.Tensor:
