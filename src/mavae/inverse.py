@@ -98,7 +98,8 @@ class Mask:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mask.shape != x.shape[-self.mask.dim():]:
-            raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit images of shape {tuple(x.shape[1:])}")
+            raise ValueError(f"mask of shape {tuple(self.mask.shape)} does not fit images of shape "
+                             f"{tuple(x.shape[1:])}")
         return x * self.mask.to(x.device, x.dtype)
 
 

@@ -14,9 +14,10 @@ Gaussian likelihood of variance beta / 2, so beta sets how sharply the charts co
 are the mean posteriors of the previous epoch.
 
 Training phases, by epoch (``start_epoch``):
-- seeding (epochs < ``warmup_epochs``): well-spread centres in data space (k-means++ seeding on the
-  first batch, then mini-batch k-means updates), and each chart is trained on the points
-  nearest to its centre (beta = one-hot of the nearest centre);
+- seeding (epochs < ``warmup_epochs``): well-spread centres in data space (the best of 10
+  k-means++ seedings with Lloyd refinement on the first batch, then mini-batch k-means updates),
+  and each chart is trained on the points nearest to its centre (beta = one-hot of the nearest
+  centre);
 - mixture: the loss above;
 - overlap (the last ``overlap_epochs`` epochs): the charts are enlarged so that they overlap:
   the training weights are the posteriors with each chart's latent prior widened to
@@ -170,11 +171,11 @@ class Charts(Model):
 
     @torch.no_grad()
     def nearest_centre(self, x: torch.Tensor, update: bool = False) -> torch.Tensor:
-        """argmin_k ||x_i - c_k||^2 (n,). The first call seeds the centres by k-means++ on x; with update, a
+        """argmin_k ||x_i - c_k||^2 (n,). The first call seeds the centres on x (``seed_centres``); with update, a
         mini-batch k-means step follows: v_k += n_k, c_k += (sum_{i in k} x_i - n_k c_k) / v_k."""
         flat = x.flatten(1).to(self.centres.dtype)
         if not bool(self.seeded):
-            self.centres.copy_(kmeans_plus_plus(flat, self.n_components, self.seed))
+            self.centres.copy_(seed_centres(flat, self.n_components, self.seed))
             self.seeded.fill_(True)
         nearest = torch.cdist(flat, self.centres).argmin(1)
         if update:
@@ -252,3 +253,22 @@ def kmeans_plus_plus(points: torch.Tensor, k: int, seed: int) -> torch.Tensor:
         chosen.append(int(torch.multinomial(weights, 1, generator=generator)))
         nearest = torch.minimum(nearest, (points - points[chosen[-1]]).square().sum(1))
     return points[chosen].clone()
+
+
+def seed_centres(points: torch.Tensor, k: int, seed: int, n_init: int = 10, lloyd_steps: int = 10) -> torch.Tensor:
+    """Well-spread centres: the best, by inertia sum_i min_k ||x_i - c_k||^2, of n_init k-means++ seedings
+    (seeds seed, seed + 1, ...) each refined by lloyd_steps Lloyd iterations (c_k <- mean of its points;
+    a centre without points stays). Restarts avoid the local optima of a single seeding (e.g. three
+    centres on one of two circles and one on the other)."""
+    best, best_inertia = None, float("inf")
+    for restart in range(n_init):
+        centres = kmeans_plus_plus(points, k, seed + restart)
+        for _ in range(lloyd_steps):
+            nearest = torch.cdist(points, centres).argmin(1)
+            counts = torch.bincount(nearest, minlength=k).to(points.dtype)
+            sums = torch.zeros_like(centres).index_add_(0, nearest, points)
+            centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        inertia = float(torch.cdist(points, centres).min(1).values.square().sum())
+        if inertia < best_inertia:
+            best, best_inertia = centres, inertia
+    return best
