@@ -47,7 +47,7 @@ def test_kl_to_components_matches_torch_distributions():
     with torch.no_grad():
         model.prior_means.copy_(torch.randn(3, 4, generator=gen))
         model.prior_logvars.copy_(torch.randn(3, 4, generator=gen))
-    mean, logvar = torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    mean, logvar = (torch.randn(6, 4, generator=gen, dtype=torch.float64) for _ in range(2))
     expected = kl_divergence(Normal(mean[:, None], (0.5 * logvar).exp()[:, None]),
                              Normal(model.prior_means[None], (0.5 * model.prior_logvars).exp()[None])).sum(2)
     assert torch.allclose(model.kl_to_components(mean, logvar), expected.detach(), atol=1e-10)

@@ -22,9 +22,10 @@ def log_normal_diag(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor)
 
 class VaDE(VAE):
     """L = recon(g(z), x) + beta * [sum_c gamma_c KL(q(z|x) || N(mu_c, diag sigma_c^2)) + KL(gamma || pi)],
-    z ~ q(z|x) = N(m(x), diag s^2(x)), gamma_c = p(c|z) = pi_c N(z | mu_c, sigma_c^2) / sum_l pi_l N(z | mu_l, sigma_l^2)
-    (Jiang et al. 2017, eq. 17, with q(c|x) approximated by p(c|z) on the sampled z; gradients flow through gamma
-    as in the authors' code).
+    z ~ q(z|x) = N(m(x), diag s^2(x)),
+    gamma_c = p(c|z) = pi_c N(z | mu_c, sigma_c^2) / sum_l pi_l N(z | mu_l, sigma_l^2)
+    (Jiang et al. 2017, the closed-form ELBO with q(c|x) approximated by p(c|z) on the sampled z; gradients
+    flow through gamma as in the authors' code).
 
     Schedule: the first ``warmup_epochs`` train a deterministic autoencoder, recon(g(m(x)), x) (the paper's
     stacked-autoencoder pretraining; the log-variance head and the prior are idle). At the start of epoch
