@@ -25,6 +25,9 @@ def test_summary_table_and_ranking_are_known_answers():
 
 
 def test_model_names_are_checked():
+    from mavae.cli import MODEL_HELP
+
+    assert all(name in MODEL_HELP for name in MODELS)  # `mavae fit --help` lists every model
     assert resolve_models(["all"]) == list(MODELS)
     assert resolve_models(["vae_gmm", "mavae", "vae_gmm"]) == ["vae_gmm", "mavae"]
     with pytest.raises(ValueError, match="unknown model.*'nope'.*known: .*mavae"):

@@ -26,6 +26,7 @@ def _k(value: Optional[str]):
         raise typer.BadParameter(f"--k must be an integer >= 1 or 'auto', got {value!r}") from None
 
 
+MODEL_HELP = "model: mavae (default), vae_gmm, vae_kmeans, vade, gmvae, vaesim, diffusion_gmm or charts"
 IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac, native otherwise)"
 
 
@@ -54,7 +55,7 @@ def fit(
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
-    model: Optional[str] = typer.Option(None, help="model: mavae (default) or vae_gmm"),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
