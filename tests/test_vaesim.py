@@ -157,3 +157,31 @@ def test_mavae_fit_model_vaesim_writes_a_run_that_loads_back(tmp_path):
     assert isinstance(model, VAESim) and bool(model.initialised)
     post = model.cluster_posterior(torch.as_tensor(train.images))
     assert torch.allclose(post.sum(1), torch.ones(len(train)), atol=1e-5)
+
+
+def _ddp_worker(rank, world_size, tmp):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(rank)  # different initial weights and first-batch draws on each rank
+        model = VAESim((1, 16, 16), latent_dim=4, n_components=3, width=8, settle_passes=0)  # the EMA alone
+        images, _ = _blobs(n=64)
+        Trainer(model, images, epochs=2, batch_size=16, seed=0, progress=False).fit()
+        torch.save(model.state_dict(), f"{tmp}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~27 s: two spawned ranks
+def test_ddp_ranks_share_prototypes(tmp_path):
+    """Rank 0's first-batch prototypes are broadcast and each EMA step all-reduces its sums and
+    counts, so the ranks end with identical prototypes (DDP's own buffer broadcast happens only
+    before a forward, so without these the last step's update would differ between ranks)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert bool(r0["initialised"]) and torch.equal(r0["centers"], r1["centers"])
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
