@@ -144,3 +144,28 @@ def test_built_from_a_fit_config_with_pretraining_epochs():
     assert model.prior_means.shape == (4, 6) and model.seed == 2
     with pytest.raises(ValueError, match="no pose head"):
         build_model(FitConfig(model="vade", k=4, latent_dim=6, pose="rigid"), (1, 28, 28))
+
+
+def _ddp_worker(rank, world_size, tmp):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=world_size)
+    try:
+        model = _model(warmup_epochs=1)
+        Trainer(model, _blobs_images(n=48)[0], epochs=2, batch_size=8, seed=0, progress=False).fit()
+        torch.save(model.state_dict(), f"{tmp}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_ranks_through_pretraining_and_the_elbo_phase(tmp_path):
+    """Pretraining leaves the log-variance head and the prior without gradient: DDP must be told
+    (has_unused_parameters), else the first step raises; afterwards both ranks hold the same model."""
+    import torch.multiprocessing as mp
+
+    assert VaDE.has_unused_parameters
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    assert bool(r0["fitted"])  # the GMM initialisation ran and the ELBO phase trained

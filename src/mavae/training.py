@@ -77,7 +77,8 @@ class Trainer:
         model = self.model
         net = model
         if self.distributed:
-            net = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            net = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                          find_unused_parameters=model.has_unused_parameters)
         sampler = DistributedSampler(range(len(self.images)), num_replicas=self.world_size, rank=self.rank,
                                      shuffle=True, seed=self.seed)
         steps = math.ceil(len(sampler) / self.batch_size)

@@ -28,6 +28,9 @@ class Model(nn.Module):
     """Base class: subclasses implement loss/encode/decode/posterior/prototypes."""
 
     refits_at_end: bool = False
+    # True when some parameters get no gradient in some steps (a pretraining phase, charts without
+    # members in a batch): DistributedDataParallel must then look for unused parameters.
+    has_unused_parameters: bool = False
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -74,6 +74,8 @@ class Charts(Model):
     networks as the single-VAE models. beta weights the KL inside negELBO_k = recon + beta * KL.
     """
 
+    has_unused_parameters = True  # a chart with no weight > 1e-3 in a batch gets no gradient
+
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, recon: str = "mse", warmup_epochs: int = 5, overlap_epochs: int = 2,
                  overlap_scale: float = 1.5, seed: int = 0):

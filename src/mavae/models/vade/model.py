@@ -36,6 +36,8 @@ class VaDE(VAE):
     leaves them unconstrained). They get no weight decay and the networks' learning rate.
     """
 
+    has_unused_parameters = True  # pretraining leaves the log-variance head and the prior without gradient
+
     def __init__(self, image_shape, latent_dim: int = 10, n_components: int = 10, *, width: int = 32,
                  beta: float = 1.0, recon: str = "mse", warmup_epochs: int = 15, n_init: int = 10, seed: int = 0):
         super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
