@@ -55,6 +55,9 @@ def test_run_benchmark_scores_every_model_and_seed_and_resumes(tmp_path):
     assert payload["command"] == "mavae benchmark ..." and len(payload["runs"]) == 4
     assert set(payload["ranking"]["acc"]) == {"mavae", "vae_gmm"}
     assert paths[0].read_text().startswith("`mavae benchmark ...`")
+    tie = [dict(model=m, seed=0, acc=a) for m, a in (("x", 1.0), ("y", 1.0), ("z", 0.5))]
+    text = write_tables(tmp_path / "out", "tie", tie, command="c", config=config)[0].read_text()
+    assert "By acc: x = y > z" in text
 
 
 def test_run_benchmark_refuses_bad_seeds_and_auto_k():

@@ -136,7 +136,10 @@ def write_tables(out_dir: str | Path, name: str, runs: list[dict], *, command: s
     seeds = sorted({r["seed"] for r in runs})
     title = (f"{name}: K={config.k}, {config.epochs} epochs, latent {config.latent_dim or 'size default'}, "
              f"seeds {' '.join(map(str, seeds))}; test split, mean ± std over seeds")
-    markdown = f"`{command}`\n\n{title}\n\n{table}\n" + (f"\nBy {rank_metric}: {' > '.join(order)}\n" if order else "")
+    means = {key[0]: f"{stats[rank_metric][0]:.3f}" for key, stats in summary.items() if rank_metric in stats}
+    ranked = "".join(name if i == 0 else (" = " if means[name] == means[order[i - 1]] else " > ") + name
+                     for i, name in enumerate(order))  # ties (equal to 3 decimals) shown as =
+    markdown = f"`{command}`\n\n{title}\n\n{table}\n" + (f"\nBy {rank_metric}: {ranked}\n" if order else "")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
