@@ -1,28 +1,13 @@
-import json
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from sklearn.mixture import GaussianMixture
 from torch import nn
-from typer.testing import CliRunner
 
-from mavae.api import load_fitted
-from mavae.cli import app
 from mavae.models import MODELS, DiffusionGMM
 from mavae.models.diffusion_gmm import linear_betas
 from mavae.training import Trainer
-
-
-def _blobs(n=120, size=16, seed=0):
-    """Three 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
+from toy import fit_tiny_run, square_cohorts
 
 
 class ZeroNoise(nn.Module):
@@ -65,7 +50,7 @@ def test_one_step_x0_prediction_known_answers_and_independence_from_batching():
 
 
 def test_denoiser_learns_the_noise_and_the_gmm_is_fitted_on_denoised_codes():
-    images, _ = _blobs()
+    images, _ = square_cohorts()
     torch.manual_seed(0)
     model = DiffusionGMM((1, 16, 16), latent_dim=4, n_components=3, width=8, n_init=3, seed=1)
     trainer = Trainer(model, images, epochs=10, batch_size=32, seed=0, progress=False)
@@ -99,15 +84,8 @@ def test_posterior_before_training_is_refused():
 
 def test_mavae_fit_model_diffusion_gmm_writes_a_run_that_loads_back(tmp_path):
     assert MODELS["diffusion_gmm"] is DiffusionGMM
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(dict(data="cardiac", image_size=32, n_per_class=20, epochs=2, k=3)))
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["fit", "--config", str(config), "--model", "diffusion_gmm", "--out", str(out),
-                                      "--quiet", "--no-report"])
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, model, train = fit_tiny_run(tmp_path, "diffusion_gmm")
     assert metrics["model"] == "diffusion_gmm"
-    model, _, train, _ = load_fitted(out)
     assert isinstance(model, DiffusionGMM) and bool(model.prior.fitted)
     post = model.cluster_posterior(torch.as_tensor(train.images))
     assert np.bincount(post.argmax(1).numpy(), minlength=3).tolist() == metrics["cluster_sizes_train"]

@@ -9,16 +9,7 @@ from mavae.api import build_model
 from mavae.config import FitConfig
 from mavae.models import GMVAE, MODELS
 from mavae.training import Trainer
-
-
-def _blobs_images(n=120, size=16, seed=0):
-    """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
+from toy import square_cohorts
 
 
 def _model(**kwargs):
@@ -28,7 +19,7 @@ def _model(**kwargs):
 
 @pytest.fixture(scope="module")
 def trained():
-    images, labels = _blobs_images()
+    images, labels = square_cohorts()
     model = _model()
     trainer = Trainer(model, images, epochs=6, batch_size=32, seed=0, progress=False)
     return model, trainer, trainer.fit(), images
@@ -53,7 +44,7 @@ def test_temperature_follows_the_epoch_not_the_call_history():
 
 def test_categorical_kl_is_zero_for_a_uniform_encoder_and_log_k_for_a_certain_one():
     model = _model()
-    x = torch.as_tensor(_blobs_images(n=8)[0])
+    x = torch.as_tensor(square_cohorts(n=8)[0])
     with torch.no_grad():
         model.logits_head.weight.zero_()
         model.logits_head.bias.zero_()

@@ -6,6 +6,7 @@ from torch.distributions import MultivariateNormal, kl_divergence
 from mavae.models import MAVAE, VAEGMM
 from mavae.models.prior import MixturePrior, kl_diag_to_full
 from mavae.training import Trainer
+from toy import square_cohorts
 
 
 def test_kl_diag_to_full_matches_torch_distributions():
@@ -33,18 +34,8 @@ def test_prior_posterior_and_kl_to_assigned_component():
     assert prior.medoid_indices.tolist() == [3, 7] and bool(prior.fitted)
 
 
-def _blobs_images(n=120, size=16, seed=0):
-    """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
-
-
 def test_mavae_trains_and_its_prototypes_are_real_training_encodings():
-    images, labels = _blobs_images()
+    images, labels = square_cohorts()
     torch.manual_seed(0)
     model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8, warmup_epochs=3, refit_every=2,
                   dirichlet_weight=0.01, n_init=5)
@@ -75,7 +66,7 @@ def test_mavae_refuses_posteriors_before_its_prior_exists():
 
 
 def test_vae_gmm_baseline_fits_gaussian_mixture_at_the_end():
-    images, _ = _blobs_images()
+    images, _ = square_cohorts()
     model = VAEGMM((1, 16, 16), latent_dim=4, n_components=3, width=8, n_init=2)
     trainer = Trainer(model, images, epochs=2, batch_size=32, seed=0, progress=False)
     history = trainer.fit()

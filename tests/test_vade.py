@@ -8,16 +8,7 @@ from mavae.config import FitConfig
 from mavae.models import MODELS, VaDE
 from mavae.models.vade import log_normal_diag
 from mavae.training import Trainer
-
-
-def _blobs_images(n=120, size=16, seed=0):
-    """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
+from toy import square_cohorts
 
 
 def _model(**kwargs):
@@ -28,7 +19,7 @@ def _model(**kwargs):
 
 @pytest.fixture(scope="module")
 def trained():
-    images, labels = _blobs_images()
+    images, labels = square_cohorts()
     model = _model()
     trainer = Trainer(model, images, epochs=8, batch_size=32, seed=0, progress=False)
     return model, trainer, trainer.fit(), images, labels
@@ -108,7 +99,7 @@ def test_save_and_load_round_trip(trained):
 
 
 def test_resumed_run_is_identical(tmp_path):
-    images, _ = _blobs_images(n=64)
+    images, _ = square_cohorts(n=64)
     full = _model()
     Trainer(full, images, epochs=4, batch_size=32, seed=3, progress=False).fit()
     first = _model()
@@ -133,7 +124,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="warmup_epochs"):
         _model(warmup_epochs=-1)
     with pytest.raises(ValueError, match="warmup_epochs \\(5\\) must be < epochs \\(5\\)"):
-        Trainer(_model(warmup_epochs=5), _blobs_images(n=8)[0], epochs=5, progress=False).fit()
+        Trainer(_model(warmup_epochs=5), square_cohorts(n=8)[0], epochs=5, progress=False).fit()
 
 
 def test_built_from_a_fit_config_with_pretraining_epochs():
@@ -153,7 +144,7 @@ def _ddp_worker(rank, world_size, tmp):
     dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=world_size)
     try:
         model = _model(warmup_epochs=1)
-        Trainer(model, _blobs_images(n=48)[0], epochs=2, batch_size=8, seed=0, progress=False).fit()
+        Trainer(model, square_cohorts(n=48)[0], epochs=2, batch_size=8, seed=0, progress=False).fit()
         torch.save(model.state_dict(), f"{tmp}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()

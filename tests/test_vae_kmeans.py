@@ -1,26 +1,11 @@
-import json
-
 import numpy as np
 import pytest
 import torch
-import yaml
 from sklearn.cluster import KMeans
-from typer.testing import CliRunner
 
-from mavae.api import load_fitted
-from mavae.cli import app
 from mavae.models import MODELS, VAEKMeans
 from mavae.training import Trainer
-
-
-def _blobs(n=120, size=16, seed=0):
-    """Three 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
+from toy import fit_tiny_run, square_cohorts
 
 
 def test_posterior_is_the_one_hot_nearest_centroid():
@@ -34,7 +19,7 @@ def test_posterior_is_the_one_hot_nearest_centroid():
 
 
 def test_trains_as_a_vae_then_fits_seeded_kmeans_on_the_encoder_means():
-    images, labels = _blobs()
+    images, labels = square_cohorts()
     torch.manual_seed(0)
     model = VAEKMeans((1, 16, 16), latent_dim=4, n_components=3, width=8, n_init=4, seed=2)
     trainer = Trainer(model, images, epochs=6, batch_size=32, seed=0, progress=False)
@@ -62,15 +47,8 @@ def test_bad_settings_are_named():
 
 def test_mavae_fit_model_vae_kmeans_writes_a_run_that_loads_back(tmp_path):
     assert MODELS["vae_kmeans"] is VAEKMeans
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(dict(data="cardiac", image_size=32, n_per_class=20, epochs=2, k=3)))
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["fit", "--config", str(config), "--model", "vae_kmeans", "--out", str(out),
-                                      "--quiet", "--no-report"])
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, model, train = fit_tiny_run(tmp_path, "vae_kmeans")
     assert metrics["model"] == "vae_kmeans" and sum(metrics["cluster_sizes_train"]) == 80
-    model, _, train, _ = load_fitted(out)
     assert isinstance(model, VAEKMeans) and bool(model.fitted)
     post = model.cluster_posterior(torch.as_tensor(train.images))
     assert np.bincount(post.argmax(1).numpy(), minlength=3).tolist() == metrics["cluster_sizes_train"]

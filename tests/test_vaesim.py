@@ -1,26 +1,11 @@
-import json
-
 import numpy as np
 import pytest
 import torch
-import yaml
-from typer.testing import CliRunner
 
-from mavae.api import load_fitted
-from mavae.cli import app
 from mavae.models import MODELS, VAESim
 from mavae.models.vaesim import temperature_schedule
 from mavae.training import Trainer
-
-
-def _blobs(n=120, size=16, seed=0):
-    """Three 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    images = rng.normal(0.1, 0.02, (n, 1, size, size))
-    for k, (r, c) in enumerate([(2, 2), (2, 10), (10, 6)]):
-        images[labels == k, :, r:r + 4, c:c + 4] = 0.9
-    return np.clip(images, 0, 1).astype(np.float32), labels
+from toy import fit_tiny_run, square_cohorts
 
 
 def test_temperature_is_one_for_a_quarter_then_falls_linearly_to_its_floor_at_half():
@@ -79,7 +64,7 @@ def test_refit_settles_prototypes_on_the_means_of_their_members_over_the_whole_s
 
 
 def test_first_batch_initialises_prototypes_and_each_training_step_applies_the_ema():
-    images, _ = _blobs(n=40)
+    images, _ = square_cohorts(n=40)
     x = torch.as_tensor(images)
     torch.manual_seed(0)
     model = VAESim((1, 16, 16), latent_dim=4, n_components=5, width=8)
@@ -121,7 +106,7 @@ def test_bad_settings_are_named(kwargs, message):
 
 
 def test_training_follows_the_schedule_lowers_the_loss_and_round_trips():
-    images, _ = _blobs()
+    images, _ = square_cohorts()
     torch.manual_seed(0)
     model = VAESim((1, 16, 16), latent_dim=4, n_components=3, width=8)
     history = Trainer(model, images, epochs=8, batch_size=32, seed=0, progress=False).fit()
@@ -145,15 +130,8 @@ def test_training_follows_the_schedule_lowers_the_loss_and_round_trips():
 
 def test_mavae_fit_model_vaesim_writes_a_run_that_loads_back(tmp_path):
     assert MODELS["vaesim"] is VAESim
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(dict(data="cardiac", image_size=32, n_per_class=20, epochs=2, k=3)))
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["fit", "--config", str(config), "--model", "vaesim", "--out", str(out),
-                                      "--quiet", "--no-report"])
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, model, train = fit_tiny_run(tmp_path, "vaesim")
     assert metrics["model"] == "vaesim" and {"statistical_accuracy", "knn_accuracy"} <= set(metrics)
-    model, _, train, _ = load_fitted(out)
     assert isinstance(model, VAESim) and bool(model.initialised)
     post = model.cluster_posterior(torch.as_tensor(train.images))
     assert torch.allclose(post.sum(1), torch.ones(len(train)), atol=1e-5)
@@ -167,7 +145,7 @@ def _ddp_worker(rank, world_size, tmp):
     try:
         torch.manual_seed(rank)  # different initial weights and first-batch draws on each rank
         model = VAESim((1, 16, 16), latent_dim=4, n_components=3, width=8, settle_passes=0)  # the EMA alone
-        images, _ = _blobs(n=64)
+        images, _ = square_cohorts(n=64)
         Trainer(model, images, epochs=2, batch_size=16, seed=0, progress=False).fit()
         torch.save(model.state_dict(), f"{tmp}/rank{rank}.pt")
     finally:
