@@ -42,23 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import Model
-from ..vae import VAE
-from ..vae.model import RECON_KINDS
+from ..vae import VAE, reconstruction_per_sample
 
 INDICATOR_LOGVAR = -30.0  # sd 3e-7: reparameterised samples of the chart indicator stay on their chart
 PRUNE_WEIGHT = 1e-3  # a chart whose training weight for a sample is below this is left out of its gradient
-
-
-def recon_per_sample(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """-log p(x|z) up to a constant per sample (n,): sum_j (x_hat_j - x_j)^2 (mse) or the summed
-    binary cross-entropy (bce)."""
-    if kind == "mse":
-        per_pixel = (x_hat - x).square()
-    elif kind == "bce":
-        per_pixel = F.binary_cross_entropy(x_hat, x, reduction="none")
-    else:
-        raise ValueError(f"unknown reconstruction loss {kind!r}; expected one of {RECON_KINDS}")
-    return per_pixel.flatten(1).sum(1)
 
 
 def kl_to_isotropic(mean: torch.Tensor, logvar: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -123,7 +110,7 @@ class Charts(Model):
         at z ~ q_k(z|x) (sample) or at the encoder mean z = m_k(x)."""
         mean, logvar = chart.encode(x)
         z = self.reparameterize(mean, logvar) if sample else mean
-        return (recon_per_sample(chart.decode(z), x, self.recon), kl_to_isotropic(mean, logvar),
+        return (reconstruction_per_sample(chart.decode(z), x, self.recon), kl_to_isotropic(mean, logvar),
                 kl_to_isotropic(mean, logvar, self.overlap_scale))
 
     def chart_terms(self, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:

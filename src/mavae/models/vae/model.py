@@ -15,11 +15,11 @@ LOGVAR_RANGE = (-10.0, 10.0)
 POSE_PRIOR_SD = 0.25  # weak Gaussian prior on shift and log-scale (normalised image coordinates)
 
 
-def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """-log p(x|z) up to a constant, summed over pixels and averaged over the batch.
+def reconstruction_per_sample(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """-log p(x|z) up to a constant per sample (n,), summed over pixels.
 
-    mse: 1/n sum_i ||x_hat_i - x_i||^2 (Gaussian likelihood);
-    bce: -1/n sum_i sum_j [x_ij ln x_hat_ij + (1 - x_ij) ln(1 - x_hat_ij)] (Bernoulli likelihood).
+    mse: ||x_hat_i - x_i||^2 (Gaussian likelihood);
+    bce: -sum_j [x_ij ln x_hat_ij + (1 - x_ij) ln(1 - x_hat_ij)] (Bernoulli likelihood).
     """
     if kind == "mse":
         per_pixel = (x_hat - x).square()
@@ -27,7 +27,13 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torc
         per_pixel = F.binary_cross_entropy(x_hat, x, reduction="none")
     else:
         raise ValueError(f"unknown reconstruction loss {kind!r}; expected one of {RECON_KINDS}")
-    return per_pixel.flatten(1).sum(1).mean()
+    return per_pixel.flatten(1).sum(1)
+
+
+def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """-log p(x|z) up to a constant, summed over pixels and averaged over the batch:
+    1/n sum_i reconstruction_per_sample(x_hat, x)_i."""
+    return reconstruction_per_sample(x_hat, x, kind).mean()
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
