@@ -69,6 +69,22 @@ def test_gmm_initialisation_recovers_known_clusters():
     assert bool(model.fitted) and model.posterior(z[:1].float()).argmax().item() == order[0]
 
 
+def test_initialisation_of_correlated_clusters_takes_the_diagonal_of_full_covariances():
+    """Two parallel bands along (1, 1): the means are the bands' centres and ln sigma^2 the log of the
+    diagonal of each band's full covariance (along-variance 2.25 shared by x and y)."""
+    model = _model(warmup_epochs=0, n_components=2)
+    rng = np.random.default_rng(0)
+    along, across = np.array([1.0, 1.0, 0, 0]) / np.sqrt(2), np.array([-1.0, 1.0, 0, 0]) / np.sqrt(2)
+    bands = [1.5 * side * across + 1.5 * rng.standard_normal((2000, 1)) * along + 0.1 * rng.standard_normal((2000, 4))
+             for side in (-1.0, 1.0)]
+    model.refit(torch.as_tensor(np.concatenate(bands)).float())
+    means = model.prior_means.detach().numpy()
+    assert np.allclose(np.sort(means @ across), [-1.5, 1.5], atol=0.1) and np.allclose(means @ along, 0, atol=0.1)
+    variances = model.prior_logvars.detach().exp().numpy()
+    assert np.allclose(variances[:, :2], (2.25 + 0.01) / 2 + 0.005, rtol=0.1)
+    assert np.allclose(variances[:, 2:], 0.01, rtol=0.15)
+
+
 def test_posteriors_sum_to_one_and_weights_stay_on_the_simplex(trained):
     model, trainer, _, images, labels = trained
     logits_moved = model.prior_logits.detach()
