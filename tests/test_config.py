@@ -11,7 +11,7 @@ def test_defaults_are_valid():
 
 def test_yaml_round_trip(tmp_path):
     config = FitConfig(data="/some/path", k="auto", latent_dim=16, lr=1e-3, weight_decay=0.0,
-                       batch_size=None, recon="bce", pose="rigid", grad_clip=0.5)
+                       batch_size=None, recon="bce", pose="rigid", grad_clip=0.5, manifold="umap")
     save_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert load_config(tmp_path / "config.yaml") != FitConfig()
@@ -71,7 +71,7 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("epochs", 0), ("k", 0), ("k", "many"), ("lr", 0.0), ("lr", -1.0), ("lr", float("nan")),
-    ("recon", "l1"), ("pose", "affine"), ("batch_size", 0), ("latent_dim", 0),
+    ("recon", "l1"), ("pose", "affine"), ("manifold", "tsne"), ("batch_size", 0), ("latent_dim", 0),
     ("refit_every", 0), ("warmup_epochs", -1), ("beta", -0.1), ("grad_clip", 0.0),
     ("data", ""), ("seed", -1), ("image_size", 0), ("epochs", "3"),
 ])

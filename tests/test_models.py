@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import adjusted_rand_score
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from mavae.models import MAVAE, VAEGMM
@@ -57,6 +58,24 @@ def test_mavae_trains_and_its_prototypes_are_real_training_encodings():
     clone.load_state_dict(state)
     assert torch.equal(clone.prior.medoid_indices, model.prior.medoid_indices)
     assert torch.allclose(clone.posterior(means), post)
+
+
+def test_mavae_on_umap_coordinates_keeps_real_prototypes_and_finds_the_cohorts():
+    images, labels = square_cohorts()
+    torch.manual_seed(0)
+    model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8, warmup_epochs=3, refit_every=2,
+                  dirichlet_weight=0.01, n_init=5, manifold="umap")
+    trainer = Trainer(model, images, epochs=6, batch_size=32, seed=0, progress=False)
+    trainer.fit()
+    codes, indices = model.prototypes()
+    means, _ = trainer.encode_posteriors(images)
+    assert torch.allclose(codes, means[torch.as_tensor(indices)], atol=1e-6)
+    post = model.posterior(means)
+    assert torch.allclose(post.sum(1), torch.ones(len(images)), atol=1e-5)
+    assert torch.allclose(model.prior.weights.sum(), torch.tensor(1.0, dtype=model.prior.weights.dtype), atol=1e-6)
+    assert adjusted_rand_score(labels, post.argmax(1).numpy()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="manifold must be one of"):
+        MAVAE((1, 16, 16), manifold="tsne")
 
 
 def test_mavae_refuses_posteriors_before_its_prior_exists():

@@ -30,7 +30,8 @@ def resolve(config: FitConfig, image_shape: tuple[int, ...]) -> FitConfig:
     side = max(image_shape[1:]) if len(image_shape) == 3 else image_shape[0]
     _, latent_dim, batch_size, lr, weight_decay, _ = next(row for row in SIZE_DEFAULTS if side <= row[0])
     return replace(config, latent_dim=config.latent_dim or latent_dim, batch_size=config.batch_size or batch_size,
-                   lr=config.lr or lr, weight_decay=weight_decay if config.weight_decay is None else config.weight_decay)
+                   lr=config.lr or lr, weight_decay=weight_decay if config.weight_decay is None else config.weight_decay,
+                   manifold=config.manifold or "none")
 
 
 def network_width(image_shape: tuple[int, ...]) -> int:
@@ -61,7 +62,7 @@ def load_data(config: FitConfig) -> Dataset:
 
 
 # FitConfig fields a model receives when its constructor takes them (beyond the common ones)
-MODEL_OPTIONS = ("dirichlet_weight", "warmup_epochs", "refit_every", "refit_max_points")
+MODEL_OPTIONS = ("dirichlet_weight", "warmup_epochs", "refit_every", "refit_max_points", "manifold")
 
 
 def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:

@@ -57,6 +57,7 @@ def fit(
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
+    manifold: Optional[str] = typer.Option(None, help="MA-EM's space: none (the latents) or umap; default per image size"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
@@ -71,7 +72,7 @@ def fit(
 
     with _errors_exit_2():
         cfg = _config(config, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
-                                   model=model, pose=pose, seed=seed, device=device))
+                                   model=model, pose=pose, manifold=manifold, seed=seed, device=device))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
                                            "seconds_per_epoch") if key in result}

@@ -38,6 +38,7 @@ class FitConfig:
     data_seed: int = 0  # seed of a generated cohort (cardiac) and its split
     device: str = "cpu"  # torch device, e.g. cpu or cuda
     pose: str = "none"  # pose head: none or rigid
+    manifold: str | None = None  # MA-EM's space: none (the latents) or umap; None: the default for the image size
 
     def validate(self) -> FitConfig:
         """Check types and value ranges; raise ValueError naming the field. Returns self."""
@@ -62,8 +63,8 @@ class FitConfig:
                 continue
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
                 _fail(name, value, "must be finite and " + ("> 0" if positive else ">= 0"))
-        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid"))):
-            if getattr(self, name) not in allowed:
+        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", ("none", "umap"))):
+            if getattr(self, name) not in allowed and not (name == "manifold" and self.manifold is None):
                 _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
         return self
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...embedding import MANIFOLDS, manifold_coordinates
 from ...geometry import dirichlet_energy
-from ...mixture import ManifoldAnchoredGMM
+from ...mixture import ManifoldAnchoredGMM, estimate_covariances
 from ..prior import MixturePrior
 from ..vae import VAE, kl_standard_normal
 
@@ -21,6 +22,13 @@ class MAVAE(VAE):
     from the previous parameters with the medoids' new encodings as means, and once more after the
     last epoch so the posteriors and prototypes belong to the final encoder. E is the Dirichlet
     energy of the batch's encoder means on their heat-kernel graph.
+
+    ``manifold="umap"``: MA-EM runs on the UMAP coordinates u_i of the encoder means
+    (``embedding.manifold_coordinates``), where the pieces of the data manifold are compact and
+    apart, and its responsibilities gamma_ik and medoids m_k give the prior in z:
+    mu_k = z_{m_k} (still a real training image), Sigma_k = sum_i gamma_ik (z_i - mu_k)(z_i -
+    mu_k)^T / N_k, pi_k = N_k / n. A refit after the first starts MA-EM from the previous medoids'
+    new coordinates, so components keep their identity.
     """
 
     refits_at_end = True
@@ -28,7 +36,7 @@ class MAVAE(VAE):
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, dirichlet_weight: float = 1.0, recon: str = "mse", warmup_epochs: int = 10,
                  refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 30, bandwidth="median",
-                 seed: int = 0, pose: str = "none"):
+                 manifold: str = "none", seed: int = 0, pose: str = "none"):
         super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon, pose=pose)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
@@ -37,7 +45,9 @@ class MAVAE(VAE):
                              f"{warmup_epochs}, {refit_every}, {refit_max_points}")
         self.n_components, self.dirichlet_weight = n_components, dirichlet_weight
         self.warmup_epochs, self.refit_every, self.refit_max_points = warmup_epochs, refit_every, refit_max_points
-        self.n_init, self.bandwidth, self.seed = n_init, bandwidth, seed
+        if manifold not in MANIFOLDS:
+            raise ValueError(f"manifold must be one of {MANIFOLDS}, got {manifold!r}")
+        self.n_init, self.bandwidth, self.manifold, self.seed = n_init, bandwidth, manifold, seed
         self.prior = MixturePrior(n_components, latent_dim)
         self.register_buffer("n_refits", torch.tensor(0))
 
@@ -63,20 +73,31 @@ class MAVAE(VAE):
             if previous is not None:
                 keep = np.union1d(keep, previous)
         x = z[keep].numpy()
+        u = manifold_coordinates(x, self.manifold, seed=int(rng.integers(2**31 - 1)))
         warm = {}
         if previous is not None:
-            warm = dict(means_init=z[previous].numpy(), weights_init=self.prior.weights.double().cpu().numpy()
-                        / float(self.prior.weights.double().sum()),
-                        precisions_init=torch.linalg.inv(self.prior.covariances.double().cpu()).numpy())
+            where = np.searchsorted(keep, previous)  # the previous medoids' rows in x (and u)
+            warm = dict(means_init=u[where])
+            if self.manifold == "none":  # the same space as the previous prior: keep its shape too
+                warm.update(weights_init=self.prior.weights.double().cpu().numpy()
+                            / float(self.prior.weights.double().sum()),
+                            precisions_init=torch.linalg.inv(self.prior.covariances.double().cpu()).numpy())
         gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
                                   n_init=1 if warm else self.n_init,
-                                  random_state=int(rng.integers(2**31 - 1)), **warm).fit(x)
+                                  random_state=int(rng.integers(2**31 - 1)), **warm).fit(u)
+        resp = gmm.predict_proba(u)
+        means, covariances, weights = gmm.means_, gmm.covariances_, gmm.weights_
+        if self.manifold != "none":  # the prior in z from the responsibilities found in u
+            r, zk = torch.as_tensor(resp), torch.as_tensor(x)
+            nk = r.sum(0) + 1e-12
+            means = x[gmm.medoid_indices_]
+            covariances = estimate_covariances(zk, r, nk, torch.as_tensor(means), "full", gmm.reg_covar).numpy()
+            weights = (nk / len(x)).numpy()
         extra_variance = None
         if logvars is not None:
-            resp = gmm.predict_proba(x)
             var = logvars.detach().double().cpu()[keep].exp().numpy()
             extra_variance = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
-        self.prior.set(gmm.means_, gmm.covariances_, gmm.weights_, keep[gmm.medoid_indices_], extra_variance)
+        self.prior.set(means, covariances, weights, keep[gmm.medoid_indices_], extra_variance)
         self.n_refits += 1
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,43 @@
+"""Manifold coordinates of embeddings, in which MA-EM separates the data manifold's pieces.
+
+A Gaussian mixture fitted directly on VAE latents cuts along directions of large variance, not
+along the low-density gaps between the pieces of the data manifold: on MNIST latents whose kNN
+accuracy is 0.97, GaussianMixture finds ACC ~0.75-0.8. UMAP (McInnes et al. 2018) builds the
+fuzzy k-nearest-neighbour graph of the latents and lays it out so that points joined by the graph
+sit together and points it does not join are pushed apart; with ``min_dist=0`` each connected
+piece becomes a compact clump, which MA-EM then separates (as in N2D, McConville et al. 2020).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+MANIFOLDS = ("none", "umap")
+
+
+def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_neighbors: int = 20,
+                         seed: int = 0) -> np.ndarray:
+    """(n, n_components) coordinates of z (n, d): UMAP with ``n_neighbors`` neighbours and
+    min_dist = 0, seeded (deterministic); ``method="none"`` returns z itself (float64).
+
+    Needs the umap-learn package for ``method="umap"``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if method not in MANIFOLDS:
+        raise ValueError(f"manifold must be one of {MANIFOLDS}, got {method!r}")
+    if z.ndim != 2 or not np.isfinite(z).all():
+        raise ValueError(f"manifold_coordinates needs a finite (n, d) array, got shape {z.shape}")
+    if method == "none":
+        return z
+    if len(z) <= n_neighbors + 1:
+        raise ValueError(f"manifold='umap' needs more than n_neighbors + 1 = {n_neighbors + 1} points, got {len(z)}")
+    try:
+        import umap
+    except ImportError:  # pragma: no cover - umap-learn is a dependency
+        raise ValueError("manifold='umap' needs the umap-learn package (pip install umap-learn)") from None
+    with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": seeded means serial
+        warnings.simplefilter("ignore", UserWarning)
+        reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=0.0,
+                            random_state=seed, transform_seed=seed)
+        return reducer.fit_transform(z).astype(np.float64)

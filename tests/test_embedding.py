@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+
+from mavae.embedding import manifold_coordinates
+from mavae.mixture import ManifoldAnchoredGMM
+
+
+def two_rings(n=600, seed=0):
+    """Two concentric rings (radii 1 and 3, noise 0.05): no Gaussian mixture on (x, y) separates them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    radius = np.where(labels == 0, 1.0, 3.0) + rng.normal(0, 0.05, n)
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1), labels
+
+
+def test_none_returns_the_embeddings_as_float64():
+    z = np.arange(12, dtype=np.float32).reshape(6, 2)
+    u = manifold_coordinates(z, "none")
+    assert u.dtype == np.float64 and np.array_equal(u, z)
+
+
+@pytest.mark.parametrize("z, method, match", [
+    (np.zeros((50, 2)), "tsne", "manifold must be one of"),
+    (np.full((50, 2), np.nan), "umap", "finite"),
+    (np.zeros(50), "umap", r"shape \(50,\)"),
+    (np.zeros((10, 2)), "umap", "more than n_neighbors"),
+])
+def test_bad_input_names_the_problem(z, method, match):
+    with pytest.raises(ValueError, match=match):
+        manifold_coordinates(z, method)
+
+
+def test_umap_coordinates_are_seeded_and_let_ma_em_separate_rings_a_gaussian_mixture_cannot():
+    z, labels = two_rings()
+    u = manifold_coordinates(z, "umap", seed=3)
+    assert u.shape == (600, 10) and np.array_equal(u, manifold_coordinates(z, "umap", seed=3))
+    in_z = GaussianMixture(2, n_init=5, random_state=0).fit(z).predict(z)
+    in_u = ManifoldAnchoredGMM(2, n_init=5, random_state=0).fit(u).predict(u)
+    assert adjusted_rand_score(labels, in_z) < 0.1
+    assert adjusted_rand_score(labels, in_u) == pytest.approx(1.0)
