@@ -71,7 +71,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, tiny_config, fl
 
 def test_a_killed_run_resumes_to_the_same_metrics(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(dict(TINY, epochs=6, n_per_class=60)))
+    # manifold none: parallel UMAP refits (the 32-px default) are not bit-reproducible
+    config.write_text(yaml.safe_dump(dict(TINY, epochs=6, n_per_class=60, manifold="none")))
     command = [sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / "killed")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = staging_dir(tmp_path / "killed") / "checkpoint.pt"

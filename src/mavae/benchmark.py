@@ -12,7 +12,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,8 @@ def run_benchmark(config: FitConfig, models: Sequence[str], seeds: Sequence[int]
                 run_dir = root / f"{model}-seed{seed}"
                 if (run_dir / "metrics.json").is_file():
                     saved = load_config(run_dir / "config.yaml")
-                    if replace(saved, latent_dim=None, batch_size=None, lr=None, weight_decay=None) != \
-                            replace(run_config, latent_dim=None, batch_size=None, lr=None, weight_decay=None):
+                    unset = {f.name: None for f in fields(run_config) if getattr(run_config, f.name) is None}
+                    if replace(saved, **unset) != run_config:  # the saved config has its defaults filled in
                         raise ValueError(f"{run_dir} holds a run with a different config; use another runs folder")
                     result = json.loads((run_dir / "metrics.json").read_text())
                 else:

@@ -28,12 +28,12 @@ class FitConfig:
     lr: float | None = None  # learning rate; None: the model's default
     weight_decay: float | None = None  # None: the model's default
     grad_clip: float = 5.0  # max gradient norm
-    beta: float = 1.0  # weight of the KL term
+    beta: float | None = None  # weight of the KL term; None: the model's default for the image size
     dirichlet_weight: float = 0.01  # weight of the Dirichlet (graph smoothness) term
     warmup_epochs: int = 15  # epochs before the mixture prior is fitted and used
     refit_every: int = 2  # refit the prior every this many epochs
     refit_max_points: int = 20000  # max encodings used per refit (subsampled above it)
-    recon: str = "mse"  # reconstruction loss: mse or bce
+    recon: str | None = None  # reconstruction loss: mse or bce; None: the model's default for the image size
     seed: int = 0  # seed for initialisation, shuffling and sampling
     data_seed: int = 0  # seed of a generated cohort (cardiac) and its split
     device: str = "cpu"  # torch device, e.g. cpu or cuda
@@ -64,7 +64,7 @@ class FitConfig:
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
                 _fail(name, value, "must be finite and " + ("> 0" if positive else ">= 0"))
         for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", ("none", "umap"))):
-            if getattr(self, name) not in allowed and not (name == "manifold" and self.manifold is None):
+            if getattr(self, name) not in (*allowed, *((None,) if name in ("recon", "manifold") else ())):
                 _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
         return self
 
