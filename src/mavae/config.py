@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .embedding import MANIFOLDS
+
 
 @dataclass
 class FitConfig:
@@ -63,8 +65,8 @@ class FitConfig:
                 continue
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
                 _fail(name, value, "must be finite and " + ("> 0" if positive else ">= 0"))
-        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", ("none", "umap"))):
-            if getattr(self, name) not in (*allowed, *((None,) if name in ("recon", "manifold") else ())):
+        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", MANIFOLDS)):
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:  # None: type-checked above
                 _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
         return self
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 
 MANIFOLDS = ("none", "umap")
 
@@ -39,6 +38,7 @@ def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_n
         import umap
     except ImportError:  # pragma: no cover - umap-learn is a dependency
         raise ValueError("manifold='umap' needs the umap-learn package (pip install umap-learn)") from None
+    import torch  # only for its thread count
     parallel = {} if seed is not None else {"n_jobs": torch.get_num_threads()}
     with warnings.catch_warnings():  # umap-learn's notices about n_jobs and its own defaults
         warnings.simplefilter("ignore", UserWarning)
