@@ -33,12 +33,17 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--out", default=str(RESULTS / "uncertainty.json"))
+    parser.add_argument("--n-per-class", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             run_dir = Path(tmp) / f"k4-{seed}"
-            fit(FitConfig(k=4, seed=seed), run_dir, progress=False, report=False)
+            config = FitConfig(k=4, seed=seed, n_per_class=args.n_per_class, epochs=args.epochs,
+                               warmup_epochs=min(15, args.epochs - 1), image_size=args.image_size)
+            fit(config, run_dir, progress=False, report=False)
             model, _, train, test = load_fitted(run_dir)
             generator = torch.Generator().manual_seed(seed)
             start = time.perf_counter()
@@ -47,6 +52,7 @@ def main():
             with torch.no_grad():
                 x = torch.as_tensor(test.images)
                 means = model.encode(x)[0]
+                train_means = model.encode(torch.as_tensor(train.images))[0]
                 error = (model.decode(means) - x).square().flatten(1).sum(1).numpy()
                 clusters = model.cluster_posterior(torch.as_tensor(train.images)).argmax(1).numpy()
             row = dict(seed=seed, mc_seconds_per_1000=round(1000 * mc_seconds / len(test), 1))

@@ -94,6 +94,18 @@ def test_mean_anchor_is_ordinary_em(blobs):
     assert ours.score(X) == pytest.approx(theirs.score(X), abs=1e-6)
 
 
+@pytest.mark.parametrize("anchor", ["medoid", "mean"])
+def test_fit_predict_equals_fit_then_predict_when_stopped_at_max_iter(blobs, anchor):
+    X, _ = blobs
+    X = X + np.random.default_rng(1).normal(0, 2.0, X.shape)  # overlapping: not converged in 2 steps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gmm = ManifoldAnchoredGMM(6, anchor=anchor, max_iter=2, random_state=0)
+        labels = gmm.fit_predict(X)
+    assert not gmm.converged_
+    np.testing.assert_array_equal(labels, gmm.predict(X))
+
+
 def test_prediction_contracts(blobs):
     X, _ = blobs
     gmm = ManifoldAnchoredGMM(6, random_state=5)

@@ -245,7 +245,10 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         self.converged_ = best["converged"]
         self.n_iter_ = best["n_iter"]
         self.lower_bound_ = best["lower_bound"]
-        return best["labels"].numpy()
+        # a final E-step under the kept parameters (as sklearn does), so that the labels equal
+        # fit(X).predict(X) also when the fit stopped at max_iter, right after an M-step
+        log_resp, _ = self._e_step(x, best["means"], best["prec_chol"], best["weights"])
+        return log_resp.argmax(1).numpy()
 
     def _fit_once(self, x, sigma, rng, warm):
         seed = int(rng.randint(2**31 - 1))
@@ -283,7 +286,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
             x, sigma, seed, means, weights, prec_chol, medoids, cache, self.anchor)
         covs = self._covariances_from_cholesky(prec_chol)
         return dict(means=means, covariances=covs, weights=weights, prec_chol=prec_chol, lower_bound=ll,
-                    converged=converged, n_iter=n_iter, labels=labels,
+                    converged=converged, n_iter=n_iter,
                     medoid_indices=None if medoids is None else medoids.numpy().copy())
 
     def _em(self, x, sigma, seed, means, weights, prec_chol, medoids, cache, anchor):

@@ -1,0 +1,18 @@
+"""The benchmark scripts run end to end on a tiny cohort (they are not part of the library, so
+nothing else would catch a script that no longer runs)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def test_bench_uncertainty_runs_on_a_tiny_cohort(tmp_path):
+    out = tmp_path / "uncertainty.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_uncertainty.py"), "--seeds", "0", "--samples", "2",
+               "--n-per-class", "12", "--epochs", "2", "--image-size", "32", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1 and len(rows[0]["bimodality"]) == 4 and 1 <= rows[0]["rank_bimodality"] <= 4
