@@ -69,15 +69,15 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, tiny_config, fl
     assert not out.exists() and not staging_dir(out).exists()
 
 
-def test_a_killed_run_resumes_to_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("image_size", [32, 64])  # the default path of each size: UMAP coordinates / latents
+def test_same_seed_same_run_and_a_killed_run_resumes_to_it(tmp_path, image_size):
     config = tmp_path / "c.yaml"
-    # manifold none: parallel UMAP refits (the 32-px default) are not bit-reproducible
-    config.write_text(yaml.safe_dump(dict(TINY, epochs=6, n_per_class=60, manifold="none")))
+    config.write_text(yaml.safe_dump(dict(TINY, image_size=image_size, epochs=6, n_per_class=60)))
     command = [sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / "killed")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = staging_dir(tmp_path / "killed") / "checkpoint.pt"
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill -9 once two epochs are checkpointed
+    while time.time() < deadline:  # kill -9 once two epochs (the first refit included) are checkpointed
         if checkpoint.exists():
             try:
                 if torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
@@ -89,14 +89,20 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path):
     process.wait()
     assert not (tmp_path / "killed").exists() and checkpoint.exists()
     assert subprocess.run(command, capture_output=True).returncode == 0
-    straight = subprocess.run([sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / "straight")],
-                              capture_output=True)
-    assert straight.returncode == 0
-    resumed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    uninterrupted = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    for name in ("straight", "again"):
+        run = subprocess.run([sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / name)],
+                             capture_output=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+    resolved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert resolved["manifold"] == ("umap" if image_size <= 32 else "none")
     timing = {"train_seconds", "seconds_per_epoch", "wall_seconds_this_call"}
-    assert {k: v for k, v in resumed.items() if k not in timing} == \
-        {k: v for k, v in uninterrupted.items() if k not in timing}
+    reference = tmp_path / "straight"
+    expected = {k: v for k, v in json.loads((reference / "metrics.json").read_text()).items() if k not in timing}
+    for name in ("killed", "again"):
+        assert (tmp_path / name / "assignments.csv").read_bytes() == (reference / "assignments.csv").read_bytes()
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert {k: v for k, v in metrics.items() if k not in timing} == expected
+        assert (tmp_path / name / "model.pt").read_bytes() == (reference / "model.pt").read_bytes()
 
 
 def _shapes_folder(root: Path) -> Path:

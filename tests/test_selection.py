@@ -62,6 +62,7 @@ def test_select_k_command_prints_the_curve_and_writes_the_plot(tmp_path):
     saved = json.loads((out / "elbow.json").read_text())
     assert saved["ks"] == [2, 3, 4, 5, 6] and saved["k"] in saved["ks"] and len(saved["distances"]) == 5
     assert f"chosen K: {saved['k']}" in result.output and "intra-component distance" in result.output
+    assert saved["space"] == "umap" and "umap coordinates" in result.output  # where the 32-px MA-VAE fits MA-EM
     assert (out / "elbow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["select-k", "--config", str(config), "--out", str(tmp_path / "bad"), "--k-min", "3",
                                    "--k-max", "4", "--quiet"])
@@ -76,6 +77,18 @@ def test_fit_with_k_auto_uses_the_knee(tmp_path):
                                       "--no-report"])
     assert result.exit_code == 0, result.output
     chosen = json.loads((out / "elbow.json").read_text())["k"]
+    assert json.loads((out / "elbow.json").read_text())["space"] == "umap"
     assert yaml.safe_load((out / "config.yaml").read_text())["k"] == chosen
     assert len(json.loads((out / "metrics.json").read_text())["cluster_sizes_train"]) == chosen
     assert (out / "elbow.png").is_file() and not staging_dir(out).exists()
+
+
+def test_select_k_measures_in_the_space_the_mixture_is_fitted_in():
+    from mavae.api import select_k
+    from mavae.config import FitConfig
+
+    config = FitConfig(**TINY)
+    on_latents = select_k(FitConfig(**TINY, manifold="none"), range(2, 6), progress=False)
+    on_umap = select_k(config, range(2, 6), progress=False)
+    assert on_latents.space == "none" and on_umap.space == "umap"
+    assert on_latents.distances != on_umap.distances

@@ -14,6 +14,7 @@ from . import metrics
 from .config import FitConfig, save_config
 from .datasets import LOADERS, Dataset, load_dataset
 from .datasets.common import resize_images
+from .embedding import manifold_coordinates
 from .models import MODELS, VAE, Model
 from .runs import staged_run, write_assignments, write_history, write_json
 from .selection import ElbowCurve, check_ks, elbow_curve
@@ -165,17 +166,18 @@ def save_prototypes_png(path: Path, decoded: np.ndarray, indices, sizes) -> None
 
 
 def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Dataset | None = None) -> ElbowCurve:
-    """K by the elbow (METHOD.md section 5): train the warm-up VAE of config (a plain VAE for
-    max(warmup_epochs, 1) epochs, same networks and seed), encode the training split (a seeded
-    subsample of at most refit_max_points) and find the knee of MA-EM's intra-component distance
-    over ks. Labels are not used."""
+    """K by the elbow (docs/method.md section 5): train the warm-up VAE of config (a plain VAE for
+    max(warmup_epochs, 1) epochs, same networks, pose head and seed), encode the training split (a
+    seeded subsample of at most refit_max_points), map the encodings to the space the MA-VAE's
+    mixture is fitted in (config.manifold: the latents, or their UMAP coordinates) and find the knee
+    of MA-EM's intra-component distance over ks in that space. Labels are not used."""
     config.validate()
     ks = check_ks(ks)  # before any training
     train = (data if data is not None else load_data(config)).subset("train")
     config = resolve(config, train.image_shape)
     torch.manual_seed(config.seed)
     vae = VAE(train.image_shape, latent_dim=config.latent_dim, width=network_width(train.image_shape),
-                        beta=config.beta, recon=config.recon)
+              beta=config.beta, recon=config.recon, pose=config.pose)
     trainer = Trainer(vae, train.images, epochs=max(config.warmup_epochs, 1), batch_size=config.batch_size,
                       lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed,
                       device=config.device, progress=progress)
@@ -183,14 +185,15 @@ def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Datas
     z = trainer.encode(train.images).double().cpu().numpy()
     if len(z) > config.refit_max_points:
         z = z[np.sort(np.random.default_rng(config.seed).choice(len(z), config.refit_max_points, replace=False))]
-    return elbow_curve(z, ks, random_state=config.seed)
+    u = manifold_coordinates(z, config.manifold, seed=config.seed)
+    return elbow_curve(u, ks, random_state=config.seed, space=config.manifold)
 
 
 def write_elbow(directory: Path, curve: ElbowCurve) -> None:
     """elbow.json (the curve and the knee) and elbow.png in directory."""
     from .report.figures import elbow
 
-    write_json(directory / "elbow.json", dict(ks=curve.ks, distances=curve.distances, k=curve.k))
+    write_json(directory / "elbow.json", dict(ks=curve.ks, distances=curve.distances, k=curve.k, space=curve.space))
     (directory / "elbow.png").write_bytes(elbow(curve.ks, curve.distances, curve.k))
 
 

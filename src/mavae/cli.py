@@ -27,6 +27,7 @@ def _k(value: Optional[str]):
 
 
 MODEL_HELP = "model: mavae (default), vae_gmm, vae_kmeans, vade, gmvae, vaesim, diffusion_gmm or charts"
+MANIFOLD_HELP = "MA-EM's space: none (the latents) or umap (seeded UMAP coordinates); default per image size"
 IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac, native otherwise)"
 
 
@@ -57,7 +58,7 @@ def fit(
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
-    manifold: Optional[str] = typer.Option(None, help="MA-EM's space: none (the latents) or umap; default per image size"),
+    manifold: Optional[str] = typer.Option(None, help=MANIFOLD_HELP),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
@@ -90,6 +91,9 @@ def select_k(
                                                                  "(default: the config's warm-up epochs)"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
     preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    model: Optional[str] = typer.Option(None, help="the model whose defaults apply (default mavae)"),
+    pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
+    manifold: Optional[str] = typer.Option(None, help=MANIFOLD_HELP),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags given here override it"),
@@ -97,13 +101,15 @@ def select_k(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Choose K by the elbow of the intra-component distance (mean distance of members to their
-    prototype) of MA-EM fitted on a VAE's training latents, for K from --k-min to --k-max."""
+    prototype) of MA-EM, for K from --k-min to --k-max, in the space the MA-VAE's mixture is fitted
+    in: the warm-up VAE's training latents, or their UMAP coordinates (--manifold; default per
+    image size)."""
     from .api import select_k as run_select_k, write_elbow
     from .runs import staged_run
 
     with _errors_exit_2():
         cfg = _config(config, dict(data=data, warmup_epochs=epochs, image_size=image_size, preset=preset, seed=seed,
-                                   device=device))
+                                   device=device, model=model, pose=pose, manifold=manifold))
         with staged_run(out, force=force) as stage:
             curve = run_select_k(cfg, range(k_min, k_max + 1), progress=not quiet)
             write_elbow(stage, curve)

@@ -12,14 +12,16 @@ from .mixture import ManifoldAnchoredGMM
 
 @dataclass
 class ElbowCurve:
-    """ks: the K tried; distances: the intra-component distance at each; k: the knee."""
+    """ks: the K tried; distances: the intra-component distance at each; k: the knee; space: where
+    the distances were measured ("none": the latents; "umap": their manifold coordinates)."""
 
     ks: list[int]
     distances: list[float]
     k: int
+    space: str = "none"
 
     def table(self) -> str:
-        rows = [f"{'K':>4}  intra-component distance"]
+        rows = [f"{'K':>4}  intra-component distance ({'latents' if self.space == 'none' else self.space + ' coordinates'})"]
         rows += [f"{k:>4}  {d:.4f}" + ("  <- knee" if k == self.k else "") for k, d in zip(self.ks, self.distances)]
         return "\n".join(rows)
 
@@ -55,9 +57,11 @@ def check_ks(ks) -> list[int]:
     return ks
 
 
-def elbow_curve(x, ks, *, n_init: int = 5, random_state: int = 0, **mixture_params) -> ElbowCurve:
+def elbow_curve(x, ks, *, n_init: int = 5, random_state: int = 0, space: str = "none",
+                **mixture_params) -> ElbowCurve:
     """Fit ``ManifoldAnchoredGMM(K, init_params="em", n_init, random_state, **mixture_params)`` on x
-    for every K in ks (at least 3, increasing) and return the intra-component distances and the knee."""
+    for every K in ks (at least 3, increasing) and return the intra-component distances and the knee;
+    ``space`` names the space x lives in, for the record."""
     ks = check_ks(ks)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < ks[-1]:
@@ -67,4 +71,4 @@ def elbow_curve(x, ks, *, n_init: int = 5, random_state: int = 0, **mixture_para
         gmm = ManifoldAnchoredGMM(k, init_params="em", n_init=n_init, random_state=random_state,
                                   **mixture_params).fit(x)
         distances.append(intra_component_distance(x, gmm.predict(x), gmm.means_))
-    return ElbowCurve(ks=ks, distances=distances, k=knee(ks, distances))
+    return ElbowCurve(ks=ks, distances=distances, k=knee(ks, distances), space=space)

@@ -73,7 +73,7 @@ class MAVAE(VAE):
             if previous is not None:
                 keep = np.union1d(keep, previous)
         x = z[keep].numpy()
-        u = manifold_coordinates(x, self.manifold)  # parallel UMAP: fast, not bit-reproducible
+        u = manifold_coordinates(x, self.manifold, seed=int(rng.integers(2**31 - 1)))
         warm = {}
         if previous is not None:
             where = np.searchsorted(keep, previous)  # the previous medoids' rows in x (and u)
