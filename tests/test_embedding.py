@@ -41,3 +41,31 @@ def test_umap_coordinates_are_seeded_and_let_ma_em_separate_rings_a_gaussian_mix
     in_u = ManifoldAnchoredGMM(2, n_init=5, random_state=0).fit(u).predict(u)
     assert adjusted_rand_score(labels, in_z) < 0.1
     assert adjusted_rand_score(labels, in_u) == pytest.approx(1.0)
+
+
+def test_fuzzy_graph_equals_umap_learns_own():
+    from sklearn.neighbors import NearestNeighbors
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from mavae.embedding import fuzzy_graph
+
+    z = np.random.default_rng(0).normal(size=(300, 5))
+    z[7] = z[3]  # a duplicated point: two zero distances
+    distances, indices = NearestNeighbors(n_neighbors=15).fit(z).kneighbors(z)
+    ours = fuzzy_graph(distances, indices).toarray()
+    theirs = fuzzy_simplicial_set(z, 15, np.random.RandomState(0), "euclidean", knn_indices=indices,
+                                  knn_dists=distances)[0].toarray()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)  # umap-learn: float32, bisection to 1e-5
+    assert np.allclose(ours, ours.T) and ours.max() <= 1.0
+
+
+def test_umap_coordinates_are_the_same_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from mavae.embedding import manifold_coordinates; "
+            "z = np.random.default_rng(1).normal(size=(120, 4)); "
+            "print(manifold_coordinates(z, seed=5).tobytes().hex())")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) > 1000
