@@ -26,7 +26,7 @@ def test_none_returns_the_embeddings_as_float64():
     (np.zeros((50, 2)), "tsne", "manifold must be one of"),
     (np.full((50, 2), np.nan), "umap", "finite"),
     (np.zeros(50), "umap", r"shape \(50,\)"),
-    (np.zeros((10, 2)), "umap", "more than n_neighbors"),
+    (np.zeros((2, 2)), "umap", "at least 3 points"),
 ])
 def test_bad_input_names_the_problem(z, method, match):
     with pytest.raises(ValueError, match=match):
@@ -69,3 +69,10 @@ def test_umap_coordinates_are_the_same_in_a_fresh_process():
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
     assert runs[0] == runs[1] and len(runs[0]) > 1000
+
+
+@pytest.mark.parametrize("n", [5, 12, 40])
+def test_small_cohorts_get_coordinates(n):
+    z = np.random.default_rng(n).normal(size=(n, 4))
+    u = manifold_coordinates(z, "umap", seed=0)
+    assert u.shape == (n, min(10, n - 2)) and np.isfinite(u).all()

@@ -24,9 +24,9 @@ MANIFOLDS = ("none", "umap")
 
 def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_neighbors: int = 20,
                          seed: int = 0) -> np.ndarray:
-    """(n, n_components) coordinates of z (n, d): UMAP with ``n_neighbors`` neighbours,
-    min_dist = 0 and random_state = seed (bit-reproducible); ``method="none"`` returns z itself
-    (float64)."""
+    """(n, n_components) coordinates of z (n, d): UMAP with ``n_neighbors`` neighbours (all other
+    points when there are fewer; and at most n - 2 dimensions), min_dist = 0 and random_state = seed (bit-reproducible);
+    ``method="none"`` returns z itself (float64)."""
     z = np.asarray(z, dtype=np.float64)
     if method not in MANIFOLDS:
         raise ValueError(f"manifold must be one of {MANIFOLDS}, got {method!r}")
@@ -34,8 +34,10 @@ def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_n
         raise ValueError(f"manifold_coordinates needs a finite (n, d) array, got shape {z.shape}")
     if method == "none":
         return z
-    if len(z) <= n_neighbors + 1:
-        raise ValueError(f"manifold='umap' needs more than n_neighbors + 1 = {n_neighbors + 1} points, got {len(z)}")
+    if len(z) < 3:
+        raise ValueError(f"manifold='umap' needs at least 3 points, got {len(z)}")
+    n_neighbors = min(n_neighbors, len(z) - 1)  # a small cohort: every other point is a neighbour
+    n_components = min(n_components, len(z) - 2)  # the spectral start needs dimensions + 1 < n
     from sklearn.neighbors import NearestNeighbors
     from umap.umap_ import find_ab_params, simplicial_set_embedding  # numba start-up: imported here
 
