@@ -93,6 +93,10 @@ def test_silhouette_subsample_and_degenerate():
     assert sub1 == M.silhouette(z, y, max_samples=200, seed=1)
     assert abs(sub1 - full) < 0.1
     assert math.isnan(M.silhouette(z, np.zeros(600, dtype=int)))
+    # the subsample is scikit-learn's (sample_size, random_state = seed)
+    assert sub1 == pytest.approx(silhouette_score(z, y, sample_size=200, random_state=1))
+    # a 2-row subsample of 2 clusters has one cluster per sample: undefined whichever rows it takes
+    assert math.isnan(M.silhouette(z, y, max_samples=2, seed=0))
 
 
 # --------------------------------------------------------------------------- kNN / linear probe
@@ -122,6 +126,25 @@ def test_knn_hand_example_with_tie():
     assert M.knn_accuracy(train, labels, [[0.2], [5.4]], [1, 0], k=1) == 0.5
 
 
+@pytest.mark.parametrize("force_brute", [False, True])
+def test_knn_accuracy_matches_brute_force_vote(force_brute, monkeypatch):
+    # brute-force known answer: full distance matrix, k nearest by stable sort, vote counts,
+    # ties -> smallest label; k = 4 over 4 classes makes 2-2 ties frequent
+    if force_brute:
+        monkeypatch.setattr(M, "_KDTREE_MAX_DIM", 0)
+    rng = np.random.default_rng(6)
+    train, test = rng.normal(size=(400, 3)), rng.normal(size=(300, 3))
+    names = np.array(["d", "b", "c", "a"])  # string labels, not in sorted order
+    train_y, test_y = names[rng.integers(0, 4, 400)], names[rng.integers(0, 4, 300)]
+    values, enc = np.unique(train_y, return_inverse=True)
+    for k in (1, 4, 7):
+        dist = np.sqrt(((test[:, None, :] - train[None, :, :]) ** 2).sum(-1))
+        neigh = enc[np.argsort(dist, axis=1, kind="stable")[:, :k]]
+        votes = (neigh[:, :, None] == np.arange(len(values))).sum(1)
+        expected = np.mean(values[np.argmax(votes, axis=1)] == test_y)
+        assert M.knn_accuracy(train, train_y, test, test_y, k=k) == expected
+
+
 # --------------------------------------------------------------------------- nearest neighbours
 
 
@@ -134,10 +157,8 @@ def _brute(q, r, exclude_self=False):
 
 @pytest.mark.parametrize("force_brute", [False, True])
 def test_nearest_neighbour_distances_exact(force_brute, monkeypatch):
-    if force_brute:  # small blocks exercise the blockwise merge of the brute-force path
+    if force_brute:  # the brute-force path, whose found distances are recomputed exactly
         monkeypatch.setattr(M, "_KDTREE_MAX_DIM", 0)
-        monkeypatch.setattr(M, "_QUERY_CHUNK", 37)
-        monkeypatch.setattr(M, "_REFERENCE_CHUNK", 50)
     rng = np.random.default_rng(0)
     r = rng.normal(size=(300, 5))
     q = rng.normal(size=(120, 5))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import sklearn
 import torch
+from sklearn.neighbors import NearestNeighbors
 
 DEFAULT_CHUNK = 2048
 MEDIAN_MAX_PAIRS = 50_000
@@ -67,8 +69,11 @@ def knn_distance(z, *, k: int = 10, max_queries: int = KNN_MAX_QUERIES, chunk_si
                  seed: int = 0) -> float:
     """Median distance from a point to its k-th nearest neighbour (itself excluded).
 
-    The median runs over at most max_queries seeded random query points, each searched
-    exactly against the whole set in chunks.
+    The median (the lower middle value for an even count, as torch.median) runs over at most
+    max_queries seeded random query points, each searched exactly against the whole set with
+    scikit-learn's NearestNeighbors; chunk_size is the block size of its brute-force search.
+    A point is its own nearest neighbour (distance 0), so its k-th neighbour excluding itself is
+    its (k+1)-th including itself; exact duplicates elsewhere still count.
     """
     z = as_tensor(z)
     n = len(z)
@@ -77,13 +82,10 @@ def knn_distance(z, *, k: int = 10, max_queries: int = KNN_MAX_QUERIES, chunk_si
     queries = torch.arange(n)
     if n > max_queries:
         queries = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_queries]
-    kth = []
-    for start in range(0, len(queries), chunk_size):
-        q = queries[start:start + chunk_size]
-        d2 = squared_distances(z[q], z)
-        d2[torch.arange(len(q)), q] = float("inf")
-        kth.append(d2.kthvalue(k, dim=1).values)
-    return float(torch.cat(kth).sqrt().median())
+    points = z.detach().cpu().numpy()
+    with sklearn.config_context(pairwise_dist_chunk_size=chunk_size):
+        dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points[queries.numpy()])
+    return float(torch.from_numpy(dist[:, k]).median())
 
 
 def bandwidth(z, rule="median", *, k: int = 10, seed: int = 0) -> float:

@@ -1,8 +1,9 @@
 """Clustering, representation and prototype-quality metrics (METHOD.md section 6).
 
 Pure functions on numpy arrays; torch tensors (any device, with or without grad) and array-likes
-are accepted and converted to numpy. Anything quadratic in the number of samples (nearest-
-neighbour searches) is computed in blocks so memory stays bounded. Bad input (length mismatch,
+are accepted and converted to numpy. Nearest-neighbour searches use scikit-learn (a k-d tree,
+or its chunked brute force in high dimension) and the silhouette scikit-learn's chunked
+implementation, so memory stays bounded for large sets. Bad input (length mismatch,
 empty arrays, NaN/inf, wrong dimensionality) raises ``ValueError`` naming the argument.
 
 Conventions:
@@ -21,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial import KDTree
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 __all__ = [
@@ -45,15 +47,8 @@ __all__ = [
 ]
 
 # Nearest-neighbour search: a k-d tree up to this dimension (beyond it a k-d tree can be many
-# times slower than brute force on unstructured data), blockwise brute force above it.
+# times slower than brute force on unstructured data), scikit-learn's chunked brute force above it.
 _KDTREE_MAX_DIM = 16
-_KDTREE_QUERY_CHUNK = 65536
-# Brute-force block sizes: one block of scores is _QUERY_CHUNK x _REFERENCE_CHUNK float64 values
-# (64 MiB).
-_QUERY_CHUNK = 2048
-_REFERENCE_CHUNK = 4096
-# Extra candidates kept from the fast (matrix-product) distances before the exact recomputation.
-_CANDIDATE_MARGIN = 8
 # Images per block in the Sobel computation.
 _IMAGE_CHUNK = 512
 
@@ -251,96 +246,48 @@ def silhouette(latents: Any, clusters: Any, max_samples: int = 10000, seed: int 
     _same_length(latents, "latents", clusters, "clusters")
     if max_samples < 2:
         raise ValueError(f"max_samples must be >= 2, got {max_samples}")
-    n = len(latents)
-    if n > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
-        latents, clusters = latents[idx], clusters[idx]
-    n_clusters = len(np.unique(clusters))
-    if n_clusters < 2 or n_clusters > len(clusters) - 1:
-        return math.nan
-    return float(silhouette_score(latents, clusters, metric="euclidean"))
+    sample_size = max_samples if len(latents) > max_samples else None
+    try:
+        score = silhouette_score(
+            latents, clusters, metric="euclidean", sample_size=sample_size, random_state=seed
+        )
+    except ValueError as exc:  # fewer than 2 clusters, or one per sample, in the (sub)sample
+        if "Number of labels" in str(exc):
+            return math.nan
+        raise
+    return float(score)
 
 
 # --------------------------------------------------------------------------- nearest neighbours
 
 
+def _algorithm(dim: int) -> str:
+    return "kd_tree" if dim <= _KDTREE_MAX_DIM else "brute"
+
+
 def _knn_search(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool):
-    """Exact k nearest neighbours of each query row in ``reference`` (Euclidean).
+    """Exact k nearest neighbours of each query row in ``reference`` (Euclidean, scikit-learn).
 
     Returns (distances, indices), each (n_q, k), sorted by increasing distance. With
-    ``exclude_self``, ``queries[i]`` is taken to be ``reference[i]`` and that entry is skipped.
-    Low-dimensional data (d <= _KDTREE_MAX_DIM) uses a k-d tree (exact, O(n) memory, far faster
-    than brute force for latent codes); higher dimensions use a blockwise brute-force search."""
-    if reference.shape[1] <= _KDTREE_MAX_DIM:
-        return _knn_kdtree(queries, reference, k, exclude_self)
-    return _knn_brute(queries, reference, k, exclude_self)
-
-
-def _knn_kdtree(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool):
-    tree = KDTree(reference)
-    kq = k + 1 if exclude_self else k
-    out_d = np.empty((len(queries), k), dtype=np.float64)
-    out_i = np.empty((len(queries), k), dtype=np.int64)
-    for qs in range(0, len(queries), _KDTREE_QUERY_CHUNK):
-        qe = min(qs + _KDTREE_QUERY_CHUNK, len(queries))
-        d, i = tree.query(queries[qs:qe], k=kq, workers=-1)
-        d, i = d.reshape(qe - qs, kq), i.reshape(qe - qs, kq)
-        if exclude_self:
-            # drop the query's own entry; if exact duplicates pushed it out of the k + 1 found,
-            # the first k are all at distance 0 and equally valid
-            is_self = i == np.arange(qs, qe)[:, None]
-            order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
-            d, i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
-        out_d[qs:qe], out_i[qs:qe] = d, i
-    return out_d, out_i
-
-
-def _knn_brute(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool):
-    """Blockwise brute force: candidates are ranked by ||r||^2 - 2 q.r (float64, one
-    _QUERY_CHUNK x _REFERENCE_CHUNK block at a time), then the distances of the best
-    ``k + margin`` candidates are recomputed directly, so a query equal to a reference row gets
-    distance exactly 0."""
-    n_q, m = len(queries), len(reference)
-    available = m - 1 if exclude_self else m
-    kk = min(k + _CANDIDATE_MARGIN, available)
-    q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float64))
-    r_all = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64))
-    r_sq = (r_all * r_all).sum(dim=1)
-    out_d = np.empty((n_q, k), dtype=np.float64)
-    out_i = np.empty((n_q, k), dtype=np.int64)
-    with torch.no_grad():
-        for qs in range(0, n_q, _QUERY_CHUNK):
-            qe = min(qs + _QUERY_CHUNK, n_q)
-            qc = q_all[qs:qe]
-            rows = torch.arange(qe - qs)
-            best_v = best_i = None
-            for rs in range(0, m, _REFERENCE_CHUNK):
-                re_ = min(rs + _REFERENCE_CHUNK, m)
-                # ||q - r||^2 - ||q||^2: same ranking per query row
-                score = (qc @ r_all[rs:re_].T).mul_(-2.0).add_(r_sq[None, rs:re_])
-                if exclude_self:
-                    g = torch.arange(qs, qe)
-                    inside = (g >= rs) & (g < re_)
-                    score[rows[inside], g[inside] - rs] = math.inf
-                v, i = torch.topk(score, min(kk, re_ - rs), dim=1, largest=False)
-                i = i + rs
-                if best_v is None:
-                    best_v, best_i = v, i
-                else:
-                    v = torch.cat([best_v, v], dim=1)
-                    i = torch.cat([best_i, i], dim=1)
-                    best_v, sel = torch.topk(v, min(kk, v.shape[1]), dim=1, largest=False)
-                    best_i = torch.gather(i, 1, sel)
-            # exact distances of the candidates, one candidate column at a time
-            exact = torch.empty(best_i.shape, dtype=torch.float64)
-            for j in range(best_i.shape[1]):
-                exact[:, j] = torch.linalg.vector_norm(qc - r_all[best_i[:, j]], dim=1)
-            if exclude_self:
-                exact[best_i == torch.arange(qs, qe)[:, None]] = math.inf
-            d, sel = torch.sort(exact, dim=1)
-            out_d[qs:qe] = d[:, :k].numpy()
-            out_i[qs:qe] = torch.gather(best_i, 1, sel[:, :k]).numpy()
-    return out_d, out_i
+    ``exclude_self``, the queries are the reference set itself and each point's own entry is
+    skipped (scikit-learn's ``kneighbors()`` rule: exact duplicates elsewhere still count).
+    Low-dimensional data (d <= _KDTREE_MAX_DIM) uses a k-d tree (exact distances); higher
+    dimensions use the chunked brute force, which ranks by the fast ||q||^2 - 2 q.r + ||r||^2
+    expansion, so the distances of the neighbours found are recomputed directly (a query equal
+    to a reference row then gets distance exactly 0)."""
+    algorithm = _algorithm(reference.shape[1])
+    nn = NearestNeighbors(n_neighbors=k, algorithm=algorithm, n_jobs=-1).fit(reference)
+    if exclude_self:
+        queries = reference
+        dist, idx = nn.kneighbors()
+    else:
+        dist, idx = nn.kneighbors(queries)
+    if algorithm == "brute":
+        for j in range(k):  # one neighbour column at a time: memory O(n_q * d)
+            dist[:, j] = np.linalg.norm(queries - reference[idx[:, j]], axis=1)
+        order = np.argsort(dist, axis=1, kind="stable")
+        dist, idx = np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
+    return dist, idx
 
 
 def nearest_neighbour_distances(
@@ -401,14 +348,13 @@ def knn_accuracy(train_z: Any, train_y: Any, test_z: Any, test_y: Any, k: int = 
     train_z, train_y, test_z, test_y = _probe_inputs(train_z, train_y, test_z, test_y)
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= len(train_z)):
         raise ValueError(f"k must be an integer in [1, len(train_z)={len(train_z)}], got {k}")
+    # fit on label codes so any sortable labels work; scikit-learn's uniform vote takes the argmax
+    # over its sorted classes, so ties go to the smallest label
     label_values, enc = np.unique(train_y, return_inverse=True)
-    _, idx = _knn_search(test_z, train_z, int(k), exclude_self=False)
-    neigh = enc[idx]  # (n_test, k)
-    votes = np.zeros((len(test_z), len(label_values)), dtype=np.int64)
-    rows = np.arange(len(test_z))
-    for j in range(neigh.shape[1]):
-        votes[rows, neigh[:, j]] += 1
-    pred = label_values[np.argmax(votes, axis=1)]
+    clf = KNeighborsClassifier(
+        n_neighbors=int(k), weights="uniform", algorithm=_algorithm(train_z.shape[1]), n_jobs=-1
+    ).fit(train_z, enc.ravel())
+    pred = label_values[clf.predict(test_z)]
     return float(np.mean(pred == test_y))
 
 
@@ -446,17 +392,20 @@ def on_manifold_distance(
 
 def _mean_sobel_magnitude(images: np.ndarray) -> np.ndarray:
     """Per image (n, C, H, W): mean over channels and pixels of the Sobel gradient magnitude
-    sqrt(gx^2 + gy^2) (3x3 Sobel kernels, edge pixels replicated at the border). Returns (n,)."""
+    sqrt(gx^2 + gy^2) (``scipy.ndimage.sobel``, 3x3 kernels, edge pixels replicated at the
+    border, i.e. mode "nearest"). Returns (n,)."""
     out = np.empty(len(images), dtype=np.float64)
     for s in range(0, len(images), _IMAGE_CHUNK):
         x = np.asarray(images[s : s + _IMAGE_CHUNK], dtype=np.float64)
-        p = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
-        # each Sobel kernel: smooth [1, 2, 1] across the axis, difference [-1, 0, 1] along it
-        sv = p[:, :, :-2, :] + 2.0 * p[:, :, 1:-1, :] + p[:, :, 2:, :]  # (n, C, H, W + 2)
-        gx = sv[:, :, :, 2:] - sv[:, :, :, :-2]
-        sh = p[:, :, :, :-2] + 2.0 * p[:, :, :, 1:-1] + p[:, :, :, 2:]  # (n, C, H + 2, W)
-        gy = sh[:, :, 2:, :] - sh[:, :, :-2, :]
-        out[s : s + len(x)] = np.sqrt(gx * gx + gy * gy).mean(axis=(1, 2, 3))
+        m, c, h, w = x.shape
+        # ndimage.sobel smooths along every axis but the derivative one, so it runs on the 2-D
+        # images stacked vertically, each with one replicated edge row above and below; every
+        # kept row then sees only rows of its own image (columns: mode "nearest").
+        stack = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)), mode="edge").reshape(-1, w)
+        mag = np.hypot(
+            ndimage.sobel(stack, axis=1, mode="nearest"), ndimage.sobel(stack, axis=0, mode="nearest")
+        )
+        out[s : s + m] = mag.reshape(m, c, h + 2, w)[:, :, 1:-1].mean(axis=(1, 2, 3))
     return out
 
 
