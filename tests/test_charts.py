@@ -5,7 +5,7 @@ import torch
 from mavae.api import build_model
 from mavae.config import FitConfig
 from mavae.models import MODELS, Charts
-from mavae.models.charts.model import kl_to_isotropic, kmeans_plus_plus, seed_centres
+from mavae.models.charts.model import kl_to_isotropic, seed_centres
 from mavae.training import Trainer
 
 
@@ -20,15 +20,16 @@ def _two_segments(n=400, seed=0):
     return points.astype(np.float32), labels
 
 
-def test_kmeans_plus_plus_picks_one_centre_per_well_separated_cluster():
+def test_seed_centres_picks_one_centre_per_well_separated_cluster():
     gen = torch.Generator().manual_seed(0)
     corners = torch.tensor([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [10.0, 10.0]])
     points = (corners[:, None] + 0.1 * torch.randn(4, 50, 2, generator=gen)).reshape(-1, 2)
-    centres = kmeans_plus_plus(points, 4, seed=3)
+    centres = seed_centres(points, 4, seed=3)
+    assert centres.dtype == points.dtype and centres.shape == (4, 2)
     assert sorted(torch.cdist(centres, corners).argmin(1).tolist()) == [0, 1, 2, 3]
-    assert torch.equal(centres, kmeans_plus_plus(points, 4, seed=3))  # seeded
+    assert torch.equal(centres, seed_centres(points, 4, seed=3))  # seeded
     with pytest.raises(ValueError, match="at least 4 points"):
-        kmeans_plus_plus(points[:3], 4, seed=0)
+        seed_centres(points[:3], 4, seed=0)
 
 
 def test_seed_centres_put_two_centres_on_each_of_two_circles():

@@ -47,7 +47,7 @@ def load_image_folder(path: str | Path, image_size: int | None = None, labels_cs
 
     images = []
     for f in files:
-        image = _read_image(f)
+        image = read_image(f)
         images.append(image if image_size is None else resize_images(image[None], image_size)[0])
     if image_size is None:
         for f, image in zip(files, images):
@@ -126,7 +126,7 @@ def _read_labels_csv(folder: Path, csv_path: Path) -> tuple[list[Path], list[int
     return files, labels, subjects
 
 
-def _read_image(f: Path) -> np.ndarray:
+def read_image(f: Path) -> np.ndarray:
     """One image as (H, W) float32 in [0, 1]; ValueError naming the file if it is not an image."""
     from PIL import Image
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.cluster import KMeans
 from torch import nn
 
 from ..base import Model
@@ -228,36 +229,15 @@ class Charts(Model):
         return self.decode(torch.cat([z, F.one_hot(chart, self.n_components).to(z.dtype)], 1)), chart
 
 
-def kmeans_plus_plus(points: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """k well-spread rows of points (n, D) by k-means++ (D^2) seeding: the first uniformly, each next one
-    with probability proportional to its squared distance to the nearest chosen row."""
+def seed_centres(points: torch.Tensor, k: int, seed: int, n_init: int = 10) -> torch.Tensor:
+    """Well-spread centres of points (n, D): scikit-learn's ``KMeans(k, n_init=n_init, random_state=seed)``,
+    i.e. the best, by inertia sum_i min_k ||x_i - c_k||^2, of n_init k-means++ seedings each refined by
+    Lloyd iterations; deterministic for a given seed. Restarts avoid the local optima of a single seeding
+    (e.g. three centres on one of two circles and one on the other). Returns (k, D) in points' dtype and
+    device."""
     if len(points) < k:
         raise ValueError(f"seeding {k} charts needs a first batch of at least {k} points, got {len(points)}; "
                          "use a larger batch_size")
-    generator = torch.Generator(device=points.device).manual_seed(seed)
-    chosen = [int(torch.randint(len(points), (1,), generator=generator, device=points.device))]
-    nearest = (points - points[chosen[0]]).square().sum(1)
-    for _ in range(k - 1):
-        weights = nearest if nearest.sum() > 0 else torch.ones_like(nearest)
-        chosen.append(int(torch.multinomial(weights, 1, generator=generator)))
-        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).square().sum(1))
-    return points[chosen].clone()
-
-
-def seed_centres(points: torch.Tensor, k: int, seed: int, n_init: int = 10, lloyd_steps: int = 10) -> torch.Tensor:
-    """Well-spread centres: the best, by inertia sum_i min_k ||x_i - c_k||^2, of n_init k-means++ seedings
-    (seeds seed, seed + 1, ...) each refined by lloyd_steps Lloyd iterations (c_k <- mean of its points;
-    a centre without points stays). Restarts avoid the local optima of a single seeding (e.g. three
-    centres on one of two circles and one on the other)."""
-    best, best_inertia = None, float("inf")
-    for restart in range(n_init):
-        centres = kmeans_plus_plus(points, k, seed + restart)
-        for _ in range(lloyd_steps):
-            nearest = torch.cdist(points, centres).argmin(1)
-            counts = torch.bincount(nearest, minlength=k).to(points.dtype)
-            sums = torch.zeros_like(centres).index_add_(0, nearest, points)
-            centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
-        inertia = float(torch.cdist(points, centres).min(1).values.square().sum())
-        if inertia < best_inertia:
-            best, best_inertia = centres, inertia
-    return best
+    kmeans = KMeans(k, n_init=n_init, random_state=seed, algorithm="lloyd")
+    kmeans.fit(points.detach().double().cpu().numpy())
+    return torch.as_tensor(kmeans.cluster_centers_, dtype=points.dtype, device=points.device)
