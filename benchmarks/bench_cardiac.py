@@ -1,4 +1,4 @@
-"""MA-VAE against a plain VAE + GaussianMixture on the synthetic cardiac cohort (METHOD.md section 6).
+"""MA-VAE against a plain VAE + GaussianMixture on the synthetic cardiac cohort (docs/method.md section 6).
 
 Same networks, data, latent dimension and epoch budget for both; fit on the train split only,
 the final epoch evaluated on the test split; labels never touch training or selection.
@@ -16,7 +16,7 @@ from common import RESULTS, markdown_table, summarize, timed_fit, write_results
 from sklearn.mixture import GaussianMixture
 
 from mavae import metrics
-from mavae.api import load_fitted
+from mavae.runs import load_run
 from mavae.config import FitConfig
 from mavae.training import Trainer
 
@@ -25,8 +25,9 @@ METRICS = ["acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy", "linear_
 
 def default_gmm_metrics(run_dir: Path, seed: int) -> dict:
     """Clustering metrics of GaussianMixture(K, random_state=seed) with sklearn's defaults on a run's
-    VAE encoder means (the baseline as METHOD.md section 7 measured it)."""
-    model, config, train, test = load_fitted(run_dir)
+    VAE encoder means (the baseline of the cardiac table)."""
+    run = load_run(run_dir)
+    model, config, (train, test) = run.model(), run.config, run.data()
     trainer = Trainer(model, train.images, epochs=1, progress=False)
     z_train, z_test = trainer.encode(train.images).numpy(), trainer.encode(test.images).numpy()
     gmm = GaussianMixture(config.k, random_state=seed).fit(z_train)

@@ -1,4 +1,4 @@
-"""Mixture of VAE charts (METHOD.md section 8, last item): the two-circles toy and deblurring.
+"""Mixture of VAE charts (docs/method.md section 8): the two-circles toy and deblurring.
 
 (a) circles: two circles of radius 1 centred at (-1.5, 0) and (1.5, 0), Gaussian noise 0.01;
     4 charts with a 1-D latent each against one VAE with a 1-D latent (same networks, epochs,

@@ -1,5 +1,5 @@
 """Pose-factored MA-VAE against MA-VAE without pose and VAE + GaussianMixture on the three
-cardiac nuisance presets (METHOD.md sections 7, 7b): 64 px, K = 5, test split.
+cardiac nuisance presets (docs/method.md sections 7, 7b): 64 px, K = 5, test split.
 
     python benchmarks/bench_pose.py                                  # 3 presets x 3 models x seeds 0 1 2
     python benchmarks/bench_pose.py --presets rotated --seeds 0

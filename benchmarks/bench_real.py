@@ -1,4 +1,4 @@
-"""MA-VAE against VAE + GaussianMixture on MNIST and PneumoniaMNIST (METHOD.md section 6).
+"""MA-VAE against VAE + GaussianMixture on MNIST and PneumoniaMNIST (docs/method.md section 6).
 
 Same networks, latent dimension and epoch budget for both; fit on the train split only (MNIST:
 60,000; PneumoniaMNIST: train + val), the final epoch evaluated on the test split; labels never
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, markdown_table, summarize, timed_fit, write_results
 
-from mavae.api import load_data
+from mavae.datasets import load_data
 from mavae.config import FitConfig
 from mavae.metrics import cluster_to_label_map, knn_accuracy
 from mavae.runs import read_assignments

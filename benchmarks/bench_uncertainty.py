@@ -1,4 +1,4 @@
-"""Uncertainty on the cardiac cohort (METHOD.md section 4), two checks:
+"""Uncertainty on the cardiac cohort (docs/method.md section 4), two checks:
 
 (a) Spearman correlation, on test images, between per-image uncertainty (u_pix, u_ssim; S draws)
     and the reconstruction error ||x - g(m(x))||^2;
@@ -21,8 +21,9 @@ import torch
 from common import RESULTS, write_results
 from scipy.stats import spearmanr
 
-from mavae.api import fit, load_fitted
+from mavae.api import fit
 from mavae.config import FitConfig
+from mavae.runs import load_run
 from mavae.uncertainty import bimodality, monte_carlo, subpopulation_profiles
 
 SCORES = ("u_pix", "u_ssim")
@@ -44,7 +45,8 @@ def main():
             config = FitConfig(k=4, seed=seed, n_per_class=args.n_per_class, epochs=args.epochs,
                                warmup_epochs=min(15, args.epochs - 1), image_size=args.image_size)
             fit(config, run_dir, progress=False, report=False)
-            model, _, train, test = load_fitted(run_dir)
+            run = load_run(run_dir)
+            model, (train, test) = run.model(), run.data()
             generator = torch.Generator().manual_seed(seed)
             start = time.perf_counter()
             mc = monte_carlo(model, test.images, n_samples=args.samples, generator=generator)

@@ -25,12 +25,12 @@ import torch
 from common import RESULTS, write_results
 from sklearn.metrics import adjusted_rand_score
 
-from mavae.api import load_data, network_width, resolve
+from mavae.datasets import load_data
 from mavae.config import FitConfig
 from mavae.embedding import manifold_coordinates
 from mavae.metrics import cluster_accuracy
 from mavae.mixture import ManifoldAnchoredGMM
-from mavae.models import VAE
+from mavae.models import VAE, network_width, resolve
 from mavae.training import Trainer
 
 KS = {"mnist": 10, "pneumoniamnist": 2, "cardiac": 5}

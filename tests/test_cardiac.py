@@ -1,4 +1,4 @@
-"""Synthetic cardiac scar data (METHOD.md section 7): measured numbers, not smoke."""
+"""Synthetic cardiac scar data (docs/method.md section 7): measured numbers, not smoke."""
 from __future__ import annotations
 
 import time

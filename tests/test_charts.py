@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mavae.api import build_model
+from mavae.models import build_model
 from mavae.config import FitConfig
 from mavae.models import MODELS, Charts
 from mavae.models.charts.model import kl_to_isotropic, seed_centres

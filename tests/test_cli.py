@@ -69,10 +69,10 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, tiny_config, fl
     assert not out.exists() and not staging_dir(out).exists()
 
 
-@pytest.mark.parametrize("image_size", [32, 64])  # the default path of each size: UMAP coordinates / latents
-def test_same_seed_same_run_and_a_killed_run_resumes_to_it(tmp_path, image_size):
+@pytest.mark.parametrize("image_size, n_per_class", [(32, 40), (64, 16)])  # the default path of each size:
+def test_same_seed_same_run_and_a_killed_run_resumes_to_it(tmp_path, image_size, n_per_class):  # UMAP / latents
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(dict(TINY, image_size=image_size, epochs=6, n_per_class=60)))
+    config.write_text(yaml.safe_dump(dict(TINY, image_size=image_size, epochs=6, n_per_class=n_per_class)))
     command = [sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / "killed")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = staging_dir(tmp_path / "killed") / "checkpoint.pt"

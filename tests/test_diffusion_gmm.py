@@ -70,7 +70,8 @@ def test_denoiser_learns_the_noise_and_the_gmm_is_fitted_on_denoised_codes():
     assert torch.allclose(clone.posterior(means), post, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, message", [(dict(denoise_step=0), "denoise_step"), (dict(denoise_step=101), "denoise_step"),
+@pytest.mark.parametrize("kwargs, message", [(dict(denoise_step=0), "denoise_step"),
+                                             (dict(denoise_step=101), "denoise_step"),
                                              (dict(timesteps=0), "timesteps"), (dict(n_draws=0), "n_draws")])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

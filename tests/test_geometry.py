@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -44,7 +43,8 @@ def test_knn_bandwidth_on_a_grid():
     assert bandwidth(z, "knn", k=2) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("rule, message", [("mode", "bandwidth must be"), (-1.0, "positive"), (True, "bandwidth must be")])
+@pytest.mark.parametrize("rule, message", [("mode", "bandwidth must be"), (-1.0, "positive"),
+                                           (True, "bandwidth must be")])
 def test_bad_bandwidth_rule(rule, message):
     with pytest.raises(ValueError, match=message):
         bandwidth(torch.randn(10, 2), rule)

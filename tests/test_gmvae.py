@@ -1,11 +1,10 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mavae.api import build_model
+from mavae.models import build_model
 from mavae.config import FitConfig
 from mavae.models import GMVAE, MODELS
 from mavae.training import Trainer

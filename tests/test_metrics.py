@@ -1,4 +1,4 @@
-"""Hand-checked tests of mavae.metrics (METHOD.md section 6)."""
+"""Hand-checked tests of mavae.metrics (docs/method.md section 6)."""
 from __future__ import annotations
 
 import json

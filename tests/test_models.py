@@ -13,11 +13,13 @@ from toy import square_cohorts
 def test_kl_diag_to_full_matches_torch_distributions():
     gen = torch.Generator().manual_seed(0)
     d = 4
-    mean, logvar = torch.randn(5, d, generator=gen, dtype=torch.float64), torch.randn(5, d, generator=gen, dtype=torch.float64)
+    mean = torch.randn(5, d, generator=gen, dtype=torch.float64)
+    logvar = torch.randn(5, d, generator=gen, dtype=torch.float64)
     mu = torch.randn(5, d, generator=gen, dtype=torch.float64)
     a = torch.randn(5, d, d, generator=gen, dtype=torch.float64)
     cov = a @ a.transpose(1, 2) + 0.5 * torch.eye(d, dtype=torch.float64)
-    prec_chol = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), torch.eye(d, dtype=torch.float64).expand(5, d, d),
+    prec_chol = torch.linalg.solve_triangular(torch.linalg.cholesky(cov),
+                                              torch.eye(d, dtype=torch.float64).expand(5, d, d),
                                               upper=False).transpose(1, 2)
     expected = kl_divergence(MultivariateNormal(mean, torch.diag_embed(logvar.exp())), MultivariateNormal(mu, cov))
     assert torch.allclose(kl_diag_to_full(mean, logvar, mu, prec_chol), expected, atol=1e-10)
@@ -31,7 +33,8 @@ def test_prior_posterior_and_kl_to_assigned_component():
     assert torch.allclose(post.sum(1), torch.ones(2))
     assert post.argmax(1).tolist() == [0, 1]
     # q = N(mu_k*, I) exactly: the KL to the assigned component is 0
-    assert prior.kl_to_assigned(torch.tensor([[-5.0, 0.0], [5.0, 0.0]]), torch.zeros(2, 2)).item() == pytest.approx(0, abs=1e-6)
+    kl = prior.kl_to_assigned(torch.tensor([[-5.0, 0.0], [5.0, 0.0]]), torch.zeros(2, 2))
+    assert kl.item() == pytest.approx(0, abs=1e-6)
     assert prior.medoid_indices.tolist() == [3, 7] and bool(prior.fitted)
 
 

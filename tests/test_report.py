@@ -77,17 +77,17 @@ def test_uncertainty_json_and_the_subpopulation_table(run_dir):
 
 
 def test_a_model_without_real_prototypes_says_so(tmp_path, run_dir, monkeypatch):
-    import mavae.api
+    from mavae.runs import Run
 
-    load_fitted = mavae.api.load_fitted
+    load_model = Run.model
 
-    def latent_prototypes(path):  # as VAE+GMM: prototypes are latent codes, not training samples
-        model, *rest = load_fitted(path)
+    def latent_prototypes(run, device="cpu"):  # as VAE+GMM: prototypes are latent codes, not training samples
+        model = load_model(run, device)
         codes, _ = model.prototypes()
         model.prototypes = lambda: (codes, None)
-        return (model, *rest)
+        return model
 
-    monkeypatch.setattr(mavae.api, "load_fitted", latent_prototypes)
+    monkeypatch.setattr(Run, "model", latent_prototypes)
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     page = build_report(copy, n_samples=3).read_text()
@@ -141,3 +141,33 @@ def test_the_report_renders_in_headless_chromium(tmp_path, run_dir):
     for section in SECTIONS:
         assert f'id="{section}"' in dom
     assert f'data-images="{len(FIGURES)}"' in dom and 'data-broken="0"' in dom, dom[:500]
+
+
+def test_fit_writes_the_report_inside_the_atomic_run_and_encodes_each_image_once_per_pass(tmp_path, monkeypatch):
+    import mavae.api
+    from mavae.models import MAVAE
+    from mavae.runs import staging_dir
+    from mavae.training import Trainer
+
+    encoded, trained = [], Trainer.fit
+
+    def fit_then_count(self):  # count the images encoded after training: evaluation and report
+        history = trained(self)
+        encode = MAVAE.encode
+        monkeypatch.setattr(MAVAE, "encode", lambda model, x: encoded.append(len(x)) or encode(model, x))
+        return history
+
+    monkeypatch.setattr(Trainer, "fit", fit_then_count)
+    seen = {}
+    write_report = mavae.api.write_report
+
+    def watching(directory, **kwargs):  # the report is written into the staging folder, before the rename
+        seen["staging"], seen["out_exists"] = directory, (tmp_path / "run").exists()
+        return write_report(directory, **kwargs)
+
+    monkeypatch.setattr(mavae.api, "write_report", watching)
+    fit(FitConfig(**TINY), tmp_path / "run", progress=False)
+    assert seen == {"staging": staging_dir(tmp_path / "run"), "out_exists": False}
+    assert {"report.html", "uncertainty.json", "figures"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert str((tmp_path / "run").resolve()) in (tmp_path / "run" / "report.html").read_text()  # not the stage
+    assert sum(encoded) == 2 * 100  # 100 images: the evaluation pass and the Monte-Carlo pass, once each

@@ -34,7 +34,8 @@ def test_knee_rejects_bad_curves(ks, values, message):
 
 def test_elbow_finds_the_number_of_blobs():
     rng = np.random.default_rng(0)
-    centres = 10 * np.array([[math.cos(a), math.sin(a), (-1) ** i] for i, a in enumerate(np.linspace(0, 6.28, 5, endpoint=False))])
+    angles = np.linspace(0, 6.28, 5, endpoint=False)
+    centres = 10 * np.array([[math.cos(a), math.sin(a), (-1) ** i] for i, a in enumerate(angles)])
     x = np.concatenate([c + rng.normal(size=(150, 3)) for c in centres])
     curve = elbow_curve(x, range(2, 11), n_init=3)
     assert curve.k == 5 and curve.ks == list(range(2, 11))

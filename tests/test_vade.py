@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from mavae.api import build_model
+from mavae.models import build_model
 from mavae.config import FitConfig
 from mavae.models import MODELS, VaDE
 from mavae.models.vade import log_normal_diag

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -99,7 +98,8 @@ def test_first_batch_smaller_than_k_is_a_clear_error():
 
 @pytest.mark.parametrize("kwargs, message", [(dict(similarity="l2"), "similarity"), (dict(eta=0.0), "eta"),
                                              (dict(tau_end=0.0), "tau"),
-                                             (dict(settle_passes=-1), "settle_passes"), (dict(n_components=0), "n_components")])
+                                             (dict(settle_passes=-1), "settle_passes"),
+                                             (dict(n_components=0), "n_components")])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAESim((1, 16, 16), **{"latent_dim": 4, "n_components": 3, "width": 8, **kwargs})

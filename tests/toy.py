@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 from typer.testing import CliRunner
 
-from mavae.api import load_fitted
+from mavae.runs import load_run
 from mavae.cli import app
 
 
@@ -31,5 +31,6 @@ def fit_tiny_run(tmp_path: Path, model: str):
     result = CliRunner().invoke(app, ["fit", "--config", str(config), "--model", model, "--out", str(out),
                                       "--quiet", "--no-report"])
     assert result.exit_code == 0, result.output
-    loaded, _, train, _ = load_fitted(out)
+    run = load_run(out)
+    loaded, (train, _) = run.model(), run.data()
     return json.loads((out / "metrics.json").read_text()), loaded, train

@@ -1,4 +1,4 @@
-"""``mavae benchmark``: every model on one cohort under one protocol (METHOD.md section 6).
+"""``mavae benchmark``: every model on one cohort under one protocol (docs/method.md section 6).
 
 Each model is fitted once per seed by ``api.fit`` with the same data, latent dimension, epoch
 budget and K; labels only score the final epoch. The table gives mean +- std over seeds.
@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
 import tempfile
 from collections.abc import Sequence
@@ -17,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .api import fit
 from .config import FitConfig, load_config
+from .datasets import load_data
 from .models import MODELS
+from .runs import write_atomic
 
 METRICS = ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy", "linear_probe_accuracy", "silhouette",
            "n_degenerate", "seconds_per_epoch", "wall_seconds")
@@ -37,8 +39,6 @@ def resolve_models(names: Sequence[str]) -> list[str]:
 
 def class_count(config: FitConfig) -> tuple[int, str]:
     """(number of classes, data set name) of config's cohort: the benchmark's default K."""
-    from .api import load_data
-
     data = load_data(config)
     if data.labels is None:
         raise ValueError(f"{config.data}: the data has no labels, so the benchmark cannot score it or "
@@ -54,8 +54,6 @@ def run_benchmark(config: FitConfig, models: Sequence[str], seeds: Sequence[int]
     there with the same config is read back, not refitted, so an interrupted benchmark resumes;
     one with a different config is an error.
     """
-    from .api import fit
-
     models = resolve_models(models)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
@@ -155,8 +153,6 @@ def write_tables(out_dir: str | Path, name: str, runs: list[dict], *, command: s
     for suffix, text in ((".md", markdown), (".csv", buffer.getvalue()),
                          (".json", json.dumps(payload, indent=2, default=str) + "\n")):
         path = out_dir / f"{name}{suffix}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode())
         paths.append(path)
     return paths

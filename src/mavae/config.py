@@ -13,6 +13,20 @@ import yaml
 
 from .embedding import MANIFOLDS
 
+# Every default in one place (docs/method.md section 3.2). FitConfig's fields that are None are
+# filled per image size by ``models.resolve``: the first row of SIZE_DEFAULTS whose max_side is at
+# least the image's largest side (the authors' release configuration, width sized for 2 CPU
+# cores), then MODEL_DEFAULTS, then the MA-VAE's own MAVAE_SIZE_DEFAULTS for that row. The latter
+# were chosen without labels, as the setting whose partition is the most stable across training
+# seeds on MNIST and PneumoniaMNIST (benchmarks/select_defaults.py).
+SIZE_DEFAULTS = (
+    dict(max_side=32, latent_dim=10, batch_size=128, lr=1e-3, weight_decay=1e-4, width=32),
+    dict(max_side=64, latent_dim=16, batch_size=64, lr=1e-3, weight_decay=5e-4, width=16),
+    dict(max_side=10**9, latent_dim=32, batch_size=32, lr=1e-4, weight_decay=5e-4, width=16),
+)
+MODEL_DEFAULTS = dict(beta=1.0, recon="mse", manifold="none")  # every model, every size
+MAVAE_SIZE_DEFAULTS = {32: dict(beta=0.01, recon="bce", manifold="umap")}  # max_side -> the MA-VAE's own
+
 
 @dataclass
 class FitConfig:

@@ -177,7 +177,8 @@ def update_within_cluster_affinity(z: torch.Tensor, scores: torch.Tensor, old_la
         w = _affinity(z[block], z, sigma)  # (|block|, n)
         change = new_onehot[block] - torch.nn.functional.one_hot(old_labels[block], n_clusters).to(z.dtype)
         delta += (w.T @ change).double()
-        rescored[start:start + len(block)] = (w @ new_onehot).gather(1, new_labels[block, None]).squeeze(1).double() - 1.0
+        rescored[start:start + len(block)] = (
+            (w @ new_onehot).gather(1, new_labels[block, None]).squeeze(1).double() - 1.0)
     scores += delta.gather(1, new_labels[:, None]).squeeze(1)
     scores[moved] = rescored
     return scores

@@ -1,4 +1,4 @@
-"""Clustering, representation and prototype-quality metrics (METHOD.md section 6).
+"""Clustering, representation and prototype-quality metrics (docs/method.md section 6).
 
 Pure functions on numpy arrays; torch tensors (any device, with or without grad) and array-likes
 are accepted and converted to numpy. Nearest-neighbour searches use scikit-learn (a k-d tree,

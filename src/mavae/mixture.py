@@ -1,4 +1,4 @@
-"""ManifoldAnchoredGMM: a Gaussian mixture whose means are graph medoids (METHOD.md section 2).
+"""ManifoldAnchoredGMM: a Gaussian mixture whose means are graph medoids (docs/method.md section 2).
 
 The E-step is the usual posterior; the M-step sets each mean to the heat-kernel graph medoid of
 the component's hard-assigned members (a real input point), while covariances and weights keep
@@ -238,7 +238,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
                 best, best_ll = fitted, fitted["lower_bound"]
         if not best["converged"]:
             warnings.warn(f"MA-EM did not converge in max_iter={self.max_iter} iterations; try a larger "
-                          "max_iter or tol, or check the data.", ConvergenceWarning)
+                          "max_iter or tol, or check the data.", ConvergenceWarning, stacklevel=2)
         self._set_parameters(best["means"], best["covariances"], best["weights"], best["prec_chol"])
         self.medoid_indices_ = best["medoid_indices"]
         self.bandwidth_ = sigma
@@ -292,7 +292,8 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
     def _em(self, x, sigma, seed, means, weights, prec_chol, medoids, cache, anchor):
         """E- and M-steps until the hard labels (medoid anchor) or the mean log-likelihood settle."""
         prev_ll, prev_labels, converged, n_iter = -np.inf, None, False, 0
-        for n_iter in range(1, self.max_iter + 1):
+        # noqa: B007 below: n_iter is read after the loop (returned as the iteration count), which B007 misses
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007
             log_resp, sample_ll = self._e_step(x, means, prec_chol, weights)
             labels = log_resp.argmax(1)
             ll = float(sample_ll.mean())
@@ -380,7 +381,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
             for k, point in zip(reseeded, free):
                 medoids[k] = point
             warnings.warn(f"component(s) {reseeded} had no hard-assigned member and were re-seeded at the "
-                          "point(s) of lowest likelihood", EmptyComponentWarning)
+                          "point(s) of lowest likelihood", EmptyComponentWarning, stacklevel=2)
         return medoids, reseeded
 
     # ------------------------------------------------------------------ parameters

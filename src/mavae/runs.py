@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from .config import FitConfig, load_config
+from .datasets import Dataset, load_data
+from .models import Model, build_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -95,10 +98,27 @@ def _remove(path: Path) -> None:
 
 # ---- files ---------------------------------------------------------------------------------
 
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write data to path under a temporary name in the same folder, then rename it into place: a
+    reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def json_bytes(obj) -> bytes:
+    """obj as JSON with sorted keys and indent 2; NaN and +-inf become null."""
+    return (json.dumps(_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n").encode()
+
+
 def write_json(path: str | Path, obj) -> None:
-    """Write obj as JSON with sorted keys and indent 2; NaN and +-inf become null."""
-    text = json.dumps(_jsonable(obj), sort_keys=True, indent=2, allow_nan=False)
-    Path(path).write_text(text + "\n")
+    """Write obj as JSON (``json_bytes``), atomically."""
+    write_atomic(path, json_bytes(obj))
 
 
 def _jsonable(obj):
@@ -217,10 +237,26 @@ class Run:
     history: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:
-        """The model's state dict from model.pt, on the CPU."""
-        import torch
-
+        """The saved model (state_dict, model name, image_shape) from model.pt, on the CPU."""
         return torch.load(self.path / "model.pt", map_location="cpu", weights_only=True)
+
+    def model(self, device: str = "cpu") -> Model:
+        """The fitted model (weights and prior), in eval mode on device; the data are not loaded."""
+        saved = self.state_dict()
+        model = build_model(self.config, tuple(saved["image_shape"]))
+        model.load_state_dict(saved["state_dict"])
+        return model.to(device).eval()
+
+    def data(self) -> tuple[Dataset, Dataset]:
+        """The run's cohort reloaded as it was fitted: (train, test); an error if its image shape
+        is no longer the model's."""
+        data = load_data(self.config)
+        train, test = data.subset("train"), data.subset("test")
+        shape = tuple(self.state_dict()["image_shape"])
+        if tuple(train.image_shape) != shape:
+            raise ValueError(f"{self.path}: the data now has images of shape {train.image_shape}, the model was "
+                             f"trained on {shape}")
+        return train, test
 
 
 def load_run(run_dir: str | Path) -> Run:

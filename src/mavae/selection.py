@@ -1,5 +1,5 @@
 """Choosing the number of sub-populations K by the elbow of the intra-component distance
-(METHOD.md section 5)."""
+(docs/method.md section 5)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +21,8 @@ class ElbowCurve:
     space: str = "none"
 
     def table(self) -> str:
-        rows = [f"{'K':>4}  intra-component distance ({'latents' if self.space == 'none' else self.space + ' coordinates'})"]
+        space = "latents" if self.space == "none" else self.space + " coordinates"
+        rows = [f"{'K':>4}  intra-component distance ({space})"]
         rows += [f"{k:>4}  {d:.4f}" + ("  <- knee" if k == self.k else "") for k, d in zip(self.ks, self.distances)]
         return "\n".join(rows)
 

@@ -10,6 +10,7 @@ earlier epochs, callbacks or a previous process, and a resumed run is bit-identi
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -24,6 +25,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from .models.base import Model
+from .runs import write_atomic
 
 
 class NonFiniteLossError(RuntimeError):
@@ -151,17 +153,10 @@ class Trainer:
 
     def cluster_posteriors(self, images, batch_size: int = 1024) -> torch.Tensor:
         """(n, K) cluster probabilities ``model.cluster_posterior`` in eval mode, on the trainer's device."""
-        return torch.cat(self._map(self.model.cluster_posterior, images, batch_size))
+        return torch.cat(_map(self.model, self.model.cluster_posterior, images, batch_size))
 
-    @torch.no_grad()
     def _map(self, fn, images, batch_size: int) -> list:
-        images = torch.as_tensor(images, dtype=torch.float32)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return [fn(b.to(self.device)) for b in images.split(batch_size)]
-        finally:
-            self.model.train(was_training)
+        return _map(self.model, fn, images, batch_size)
 
     # ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -171,9 +166,9 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "history": self.history}
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_name(self.checkpoint_path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(self.checkpoint_path, buffer.getvalue())
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
@@ -189,3 +184,23 @@ class Trainer:
             last = "no checkpoint was written" + ("" if self.checkpoint_path else " (checkpoint_path=None)")
         return (f"non-finite {what} at epoch {epoch} (0-based), step {step} "
                 f"[{shown}]; {last}")
+
+
+def stratify(model: Model, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(encoder means (n, d), cluster probabilities (n, K)) of images under ``model.stratify``, in
+    eval mode, one encoder pass per image, returned on the CPU."""
+    out = _map(model, model.stratify, images, batch_size)
+    return torch.cat([m.cpu() for m, _ in out]), torch.cat([p.cpu() for _, p in out])
+
+
+@torch.no_grad()
+def _map(model: Model, fn, images, batch_size: int) -> list:
+    """fn on batches of images on the model's device, in eval mode (the mode is restored after)."""
+    images = torch.as_tensor(images, dtype=torch.float32)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return [fn(b.to(device)) for b in images.split(batch_size)]
+    finally:
+        model.train(was_training)

@@ -1,4 +1,4 @@
-"""Monte-Carlo uncertainty maps and per-sub-population profiles (METHOD.md section 4).
+"""Monte-Carlo uncertainty maps and per-sub-population profiles (docs/method.md section 4).
 
 For an image x: S samples z_s ~ q(z|x), x_s = g(z_s), x_bar = 1/S sum_s x_s;
 U_pix = per-pixel variance of the x_s, U_ssim = 1 - 1/S sum_s SSIM_map(x_s, x_bar);
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .models.base import Model
 
@@ -225,9 +224,10 @@ def bimodality(z, clusters, n_components: int, *, threshold: float = BIMODALITY_
 
     the squared gap between the halves over the within-half variance along the axis joining them.
     It has a known null: a Gaussian split through its centre gives (2 sqrt(2/pi))^2 / (1 - 2/pi)
-    ~ 7.0, a uniform segment split at its middle 12, two tight modes D within-sd apart about D^2. ``flagged`` = b_k > threshold: a sub-population
-    that merges two kinds of subject. The decoder-variance scores cannot see that; they measure how
-    uncertain each image's code is, not how many groups the sub-population holds.
+    ~ 7.0, a uniform segment split at its middle 12, two tight modes D within-sd apart about D^2.
+    ``flagged`` = b_k > threshold: a sub-population that merges two kinds of subject. The decoder-variance
+    scores cannot see that; they measure how uncertain each image's code is, not how many groups the
+    sub-population holds.
 
     z: (n, d) encoder means; clusters: (n,) ints in [0, n_components). Members above max_points
     are subsampled (seeded). Returns per k {"score", "flagged", "half_sizes", "half_medoids"}

@@ -1,4 +1,4 @@
-"""Synthetic short-axis cardiac scar images (METHOD.md section 7), the default data set.
+"""Synthetic short-axis cardiac scar images (docs/method.md section 7), the default data set.
 
 Each image shows the left-ventricular myocardium as a bright annulus on a dark background;
 four of the five classes carry one scar, a brighter angular sector of the wall whose radial
@@ -194,7 +194,6 @@ def _render(size, centre, radius_factor, start_deg, arc_deg, bands,
     the two half-planes' unit-box coverages (signed distances to the radial cut lines).
     """
     f32 = np.float32
-    m = len(centre)
     coords = np.arange(size, dtype=f32) + f32(0.5) - f32(size / 2)
     dx = (coords[None, None, :] - centre[:, 0, None, None].astype(f32))  # (m, 1, W), rightwards
     dy = -(coords[None, :, None] - centre[:, 1, None, None].astype(f32))  # (m, H, 1), upwards

@@ -9,10 +9,10 @@
 """
 from .descent import (RETRACTIONS, Atlas, Descent, atlas, decoder_jacobian, latent_descent, project,
                       riemannian_descent)
-from .job import IMAGE_SUFFIXES, invert_files, load_model, read_image, write_png
+from .job import IMAGE_SUFFIXES, invert_files, read_image, write_png
 from .operators import OPERATORS, GaussianBlur, Identity, Mask, data_fidelity, degrade, make_operator
 from .quality import psnr, ssim
 
 __all__ = ["IMAGE_SUFFIXES", "OPERATORS", "RETRACTIONS", "Atlas", "Descent", "GaussianBlur", "Identity", "Mask",
-           "atlas", "data_fidelity", "decoder_jacobian", "degrade", "invert_files", "latent_descent", "load_model",
+           "atlas", "data_fidelity", "decoder_jacobian", "degrade", "invert_files", "latent_descent",
            "make_operator", "project", "psnr", "read_image", "riemannian_descent", "ssim", "write_png"]

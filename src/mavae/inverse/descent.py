@@ -47,9 +47,9 @@ class Atlas:
 def atlas(model: Model) -> Atlas:
     """A mixture of charts gives its charts and chart posteriors; a single VAE-type model (encode/decode
     without a pose head) is a one-chart atlas with weight 1."""
-    if hasattr(model, "charts"):
-        return Atlas(list(model.charts), model.cluster_posterior)
-    if getattr(model, "pose_head", None) is not None:
+    if model.chart_models() is not None:
+        return Atlas(model.chart_models(), model.cluster_posterior)
+    if model.has_pose:
         raise ValueError("a model with a pose head decodes in canonical pose, so encode/decode are not a chart of "
                          "the images; fit it with pose='none' to solve inverse problems on it")
     return Atlas([model], lambda x: x.new_ones(len(x), 1))

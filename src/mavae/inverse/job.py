@@ -9,24 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.base import Model
+from ..datasets import folders
+from ..runs import load_run
 from .descent import riemannian_descent
 from .operators import OPERATORS, degrade, make_operator
 from .quality import psnr, ssim
-
-
-# ---- runs --------------------------------------------------------------------------------------
-
-def load_model(run_dir: str | os.PathLike, device: str = "cpu") -> Model:
-    """The fitted model of a run directory (config.yaml + model.pt), in eval mode; the data are not loaded."""
-    from ..api import build_model  # TODO(lead): Run
-    from ..runs import load_run
-
-    run = load_run(Path(run_dir))
-    saved = run.state_dict()
-    model = build_model(run.config, tuple(saved["image_shape"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval()
 
 
 # ---- files in, files out (``mavae invert``) ----------------------------------------------------
@@ -43,8 +30,6 @@ def read_image(path: str | os.PathLike, *, unit_range: bool = True) -> np.ndarra
         raise FileNotFoundError(f"input image {path} not found")
     suffix = path.suffix.lower()
     if suffix == ".png":
-        from ..datasets import folders
-
         return folders.read_image(path)[None]
     if suffix != ".npy":
         raise ValueError(f"{path}: unsupported input type {path.suffix!r}; expected one of {', '.join(IMAGE_SUFFIXES)}")
@@ -106,8 +91,8 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
         raise ValueError("--truth and --simulate exclude each other (with --simulate the inputs are the truth)")
     if truth is not None and len(truth) and len(truth) != len(inputs):
         raise ValueError(f"give one ground-truth image per input: {len(truth)} for {len(inputs)} inputs")
-    model = load_model(run_dir, device)
-    shape = tuple(getattr(model, "image_shape", ()))
+    model = load_run(run_dir).model(device)
+    shape = tuple(model.image_shape)
     images = np.stack([_checked(read_image(p, unit_range=simulate), shape, p) for p in inputs])
     reference = images if simulate else None
     if truth is not None and len(truth):

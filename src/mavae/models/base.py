@@ -4,9 +4,13 @@ nothing else.
 - ``loss(x) -> dict`` of named scalar terms, always including ``"loss"`` (what is minimised).
 - ``encode(x) -> (mean, logvar)`` of q(z|x); ``decode(z) -> x_hat`` in [0, 1].
 - ``posterior(z) -> (n, K)`` cluster probabilities (rows sum to 1).
-- ``cluster_posterior(x) -> (n, K)``: cluster probabilities of images; by default
-  ``posterior(encode(x)[0])``, overridden by models whose clusters come from the image itself
-  (e.g. a categorical encoder q(y|x)). Stratification uses this.
+- ``stratify(x) -> (mean, probabilities)``: encoder means and (n, K) cluster probabilities of
+  images in one encoder pass; by default ``posterior`` at the mean, overridden by models whose
+  clusters come from the image itself (a categorical encoder q(y|x), chart posteriors).
+  ``cluster_posterior(x)`` is its second half.
+- ``image_shape``: the (C, H, W) the model was built for; ``has_pose`` / ``estimate_pose(x)``:
+  whether it has a pose head, and the (n, 4) poses (None without one); ``chart_models()``: the
+  charts of a mixture of charts (None for every other model).
 - ``prototypes() -> (codes (K, d), indices or None)``: latent prototypes and, where they are
   real training samples, their training-set indices.
 - ``needs_refit(epoch)`` / ``refit(encodings, logvars)``: the trainer calls ``refit`` with the
@@ -48,9 +52,28 @@ class Model(nn.Module):
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def stratify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoder means (n, d), cluster probabilities (n, K)) of images x: posterior at the mean
+        unless overridden."""
+        mean = self.encode(x)[0]
+        return mean, self.posterior(mean)
+
     def cluster_posterior(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, K) cluster probabilities of images x; posterior(encode(x) mean) unless overridden."""
-        return self.posterior(self.encode(x)[0])
+        """(n, K) cluster probabilities of images x."""
+        return self.stratify(x)[1]
+
+    @property
+    def has_pose(self) -> bool:
+        """True when the model has a pose head (``estimate_pose`` then returns poses)."""
+        return False
+
+    def estimate_pose(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(n, 4) poses (angle in radians, shift_x, shift_y, log_scale), None without a pose head."""
+        return None
+
+    def chart_models(self) -> list | None:
+        """The charts (each with encode and decode) of a mixture of charts; None otherwise."""
+        return None
 
     def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
         raise NotImplementedError

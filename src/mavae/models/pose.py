@@ -1,4 +1,4 @@
-"""Rigid pose for the pose-factored VAEs (METHOD.md section 7b): similarity transforms of the image
+"""Rigid pose for the pose-factored VAEs (docs/method.md section 7b): similarity transforms of the image
 plane, the differentiable warps they define, and the head that estimates them.
 
 A pose p = (a, t_x, t_y, l) maps canonical coordinates c to observed ones,

@@ -8,7 +8,8 @@ from torch import nn
 from ..mixture import log_gaussian_prob, precision_cholesky
 
 
-def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
+def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor,
+                    prec_chol: torch.Tensor) -> torch.Tensor:
     """KL(N(m, diag s^2) || N(mu, S)) = 1/2 [tr(S^-1 diag s^2) + (mu - m)^T S^-1 (mu - m) - d + ln det S
     - sum ln s^2], per row, with S^-1 = P P^T (so ln det S = -2 sum ln diag P). mu, P are per row."""
     var = logvar.exp()

@@ -1,4 +1,4 @@
-"""The run report: figures and one self-contained HTML page built from a run directory."""
-from .build import build_report
+"""The run report: figures and one self-contained HTML page."""
+from .build import build_report, write_report
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "write_report"]

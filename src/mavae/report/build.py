@@ -1,60 +1,75 @@
-"""``build_report``: a run directory -> figures/, uncertainty.json and one self-contained report.html."""
+"""The report of a run: figures/, uncertainty.json and one self-contained report.html.
+
+``write_report`` builds it from what the caller holds in memory (``api.fit`` calls it inside the
+staging folder, before the run is renamed into place); ``build_report`` rebuilds it for a finished
+run directory through ``runs.Run``.
+"""
 from __future__ import annotations
 
-import json
-import os
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 
+from ..config import FitConfig
+from ..datasets import Dataset
+from ..embedding import manifold_coordinates
+from ..models import Model
+from ..runs import json_bytes, load_run, write_atomic
+from ..training import stratify
+from ..uncertainty import BIMODALITY_THRESHOLD, bimodality, monte_carlo, subpopulation_profiles
 from . import figures
 from . import html as H
 
 SCORE_TITLES = {"u_pix": "U_pix (pixel variance)", "u_ssim": "U_ssim (1 - SSIM)"}
 HISTORY_NOT_TERMS = {"epoch", "seconds"}
 FLAG_MAD = 2.0
+LATENT_MAPS = ("pca", "umap")
 
 
-def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pca") -> Path:
-    """Write report.html, figures/*.png and uncertainty.json into a finished run directory.
-
-    Uncertainty (METHOD.md section 4) is computed on every image of the run's cohort (train and
-    test), with S = n_samples draws per image seeded by the run's seed; sub-populations are the
-    argmax of the model's posterior at the encoder mean (as in assignments.csv). The latent map
-    embeds the training split's encoder means with PCA, or UMAP when latent_map="umap" (needs the
-    umap-learn package). Each file is written under a temporary name and renamed into place.
-    Returns the path of report.html.
-    """
-    from ..api import load_fitted
-    from ..runs import _jsonable, load_run
-    from ..uncertainty import BIMODALITY_THRESHOLD, bimodality, monte_carlo, subpopulation_profiles
-
-    if latent_map not in ("pca", "umap"):
+def check_report_options(n_samples: int, latent_map: str) -> None:
+    if latent_map not in LATENT_MAPS:
         raise ValueError(f"latent_map must be 'pca' or 'umap', got {latent_map!r}")
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2, got {n_samples}")
-    if latent_map == "umap":
-        try:
-            import umap  # noqa: F401
-        except ImportError:
-            raise ValueError("latent_map='umap' needs the umap-learn package (pip install umap-learn)") from None
-    run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    model, config, train, test = load_fitted(run_dir)
-    images = np.concatenate([train.images, test.images])
-    splits = np.array(["train"] * len(train) + ["test"] * len(test))
-    labels = None if train.labels is None else np.concatenate([train.labels, test.labels])
 
+
+def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pca") -> Path:
+    """(Re)build the report of a finished run directory: its model and cohort are reloaded through
+    ``runs.Run``, every image encoded once, then ``write_report``. Returns the path of report.html."""
+    check_report_options(n_samples, latent_map)
+    run = load_run(run_dir)
+    model = run.model()
+    train, test = run.data()
+    means, posteriors = stratify(model, np.concatenate([train.images, test.images]))
+    return write_report(run.path, model=model, config=run.config, train=train, test=test, means=means.numpy(),
+                        clusters=posteriors.argmax(1).numpy(), history=run.history, metrics=run.metrics,
+                        n_samples=n_samples, latent_map=latent_map)
+
+
+def write_report(directory: str | Path, *, model: Model, config: FitConfig, train: Dataset, test: Dataset,
+                 means: np.ndarray, clusters: np.ndarray, history: list[dict], metrics: dict, n_samples: int = 30,
+                 latent_map: str = "pca", shown_path: str | Path | None = None) -> Path:
+    """Write report.html, figures/*.png and uncertainty.json into directory, each file atomically.
+
+    means, clusters: the encoder means and sub-populations of the training then the test images
+    (as in assignments.csv). Uncertainty (docs/method.md section 4) is computed on every image,
+    with S = n_samples draws per image seeded by the run's seed. The latent map embeds the
+    training means with PCA, or with UMAP (latent_map="umap"). shown_path: the run's path as the
+    page names it (default: directory). Returns the path of report.html.
+    """
+    check_report_options(n_samples, latent_map)
+    directory = Path(directory)
+    images = np.concatenate([train.images, test.images])
+    is_train = np.arange(len(images)) < len(train)
+    labels = None if train.labels is None else np.concatenate([train.labels, test.labels])
+    device = next(model.parameters()).device
     with torch.no_grad():
-        batches = torch.as_tensor(images).split(1024)
-        means = torch.cat([model.encode(b)[0] for b in batches])
-        clusters = torch.cat([model.cluster_posterior(b) for b in batches]).argmax(1).numpy()
         codes, indices = model.prototypes()
-        prototype_images = model.decode(codes).numpy()
-    codes = codes.numpy()
+        prototype_images = model.decode(codes.to(device)).cpu().numpy()
+    codes = codes.cpu().numpy()
     k_count = len(codes)
     if indices is not None and np.any(np.asarray(indices) < 0):
         indices = None
@@ -71,14 +86,13 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
             profile["majority_label"] = int(counts.argmax())
             profile["label_purity"] = float(counts.max() / profile["size"])
 
-    is_train = splits == "train"
-    split = bimodality(means.numpy()[is_train], clusters[is_train], k_count, random_state=config.seed)
+    split = bimodality(means[is_train], clusters[is_train], k_count, random_state=config.seed)
     for profile, entry in zip(profiles, split):
         profile["bimodality"] = entry
         profile["flagged"] = profile["flagged"] or entry["flagged"]
-    points, proto_points = _embed(means.numpy()[is_train], codes, latent_map, config.seed)
-    terms = [key for key in dict.fromkeys(k for r in run.history for k in r)
-             if key not in HISTORY_NOT_TERMS and any(_is_number(r.get(key)) for r in run.history)]
+    points, proto_points = _embed(means[is_train], codes, latent_map, config.seed)
+    terms = [key for key in dict.fromkeys(k for r in history for k in r)
+             if key not in HISTORY_NOT_TERMS and any(_is_number(r.get(key)) for r in history)]
     sizes = [p["size"] for p in profiles]
     flagged = [p["flagged"] for p in profiles]
     pngs = {
@@ -91,22 +105,22 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
         "latent_map": figures.latent_map(points, clusters[is_train], proto_points, k_count, latent_map.upper()),
     }
     if terms:
-        pngs["training_curves"] = figures.training_curves(run.history, terms)
+        pngs["training_curves"] = figures.training_curves(history, terms)
 
     summary = dict(n_samples=n_samples, n_images=len(images), n_train=int(is_train.sum()),
                    n_test=int((~is_train).sum()), flag_mad=FLAG_MAD, bimodality_threshold=BIMODALITY_THRESHOLD,
                    seconds=round(mc_seconds, 2),
                    scores=list(SCORE_TITLES), subpopulations=profiles)
-    page = _page(run, config, profiles, indices, labels is not None, pngs, terms, summary, latent_map)
+    page = _page(Path(shown_path or directory), metrics, config, profiles, indices, labels is not None, pngs, terms,
+                 summary, latent_map)
 
-    figures_dir = run_dir / "figures"
+    figures_dir = directory / "figures"
     figures_dir.mkdir(exist_ok=True)
     for name, png in pngs.items():
-        _write_atomic(figures_dir / f"{name}.png", png)
-    _write_atomic(run_dir / "uncertainty.json",
-                  (json.dumps(_jsonable(summary), sort_keys=True, indent=2, allow_nan=False) + "\n").encode())
-    _write_atomic(run_dir / "report.html", page.encode("utf-8"))
-    return run_dir / "report.html"
+        write_atomic(figures_dir / f"{name}.png", png)
+    write_atomic(directory / "uncertainty.json", json_bytes(summary))
+    write_atomic(directory / "report.html", page.encode("utf-8"))
+    return directory / "report.html"
 
 
 def _is_number(value) -> bool:
@@ -114,35 +128,23 @@ def _is_number(value) -> bool:
 
 
 def _embed(z: np.ndarray, codes: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """2-D coordinates of the training encodings and of the prototypes, fitted on the encodings."""
+    """2-D coordinates of the training encodings and of the prototypes (PCA fitted on the
+    encodings; with UMAP, the prototypes are encodings of training images, placed with them)."""
     if z.shape[1] <= 2:
         pad = lambda a: np.pad(a, ((0, 0), (0, 2 - a.shape[1])))  # noqa: E731
         return pad(z), pad(codes)
     if method == "umap":
-        import umap
-
-        reducer = umap.UMAP(n_components=2, random_state=seed).fit(z)
-    else:
-        from sklearn.decomposition import PCA
-
-        reducer = PCA(n_components=2, random_state=seed).fit(z)
+        u = manifold_coordinates(np.concatenate([z, codes]), "umap", n_components=2, seed=seed)
+        return u[: len(z)], u[len(z):]
+    reducer = PCA(n_components=2, random_state=seed).fit(z)
     return reducer.transform(z), reducer.transform(codes)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, latent_map) -> str:
+def _page(path: Path, metrics: dict, config, profiles, indices, have_labels, pngs, terms, summary,
+          latent_map) -> str:
     k_count = len(profiles)
-    meta = (f"Run <code>{H.escape(str(run.path.resolve()))}</code> &middot; model <b>{H.fmt(config.model)}</b> "
-            f"&middot; data <b>{H.fmt(run.metrics.get('data', config.data))}</b> &middot; K = {k_count} "
+    meta = (f"Run <code>{H.escape(str(path.resolve()))}</code> &middot; model <b>{H.fmt(config.model)}</b> "
+            f"&middot; data <b>{H.fmt(metrics.get('data', config.data))}</b> &middot; K = {k_count} "
             f"&middot; {config.epochs} epochs &middot; {summary['n_images']} images "
             f"({summary['n_train']} train, {summary['n_test']} test)")
     sections = []
@@ -194,8 +196,8 @@ def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, lat
         f"{summary['bimodality_threshold']:g}: MA-EM splits the members' encodings in two, and b is the squared gap "
         "between the halves' means over the within-half variance along the axis joining them (one Gaussian gives "
         "about 7; two groups D standard deviations apart about D<sup>2</sup>). A high b means the sub-population "
-        "merges two kinds of subject; their archetypes are shown below. Label purity: share of the majority label among the "
-        "members (labels are never used in training).</p>") + H.table(header, rows, classes)
+        "merges two kinds of subject; their archetypes are shown below. Label purity: share of the majority label "
+        "among the members (labels are never used in training).</p>") + H.table(header, rows, classes)
         + H.figure(pngs["halves"], "sub-population halves",
                    "Each sub-population split in two by MA-EM: the archetype (real training image) of each half, "
                    "titled with the bimodality b.")))
@@ -211,10 +213,10 @@ def _page(run, config, profiles, indices, have_labels, pngs, terms, summary, lat
         body = '<p class="note">No history.csv in this run.</p>'
     sections.append(H.section("training", "Training curves", body))
 
-    if run.metrics:
-        rows = [[H.escape(key), H.fmt(value)] for key, value in sorted(run.metrics.items())]
+    if metrics:
+        rows = [[H.escape(key), H.fmt(value)] for key, value in sorted(metrics.items())]
         body = H.table(["metric", "value"], rows)
     else:
         body = '<p class="note">No metrics.json in this run.</p>'
     sections.append(H.section("metrics", "Metrics", body))
-    return H.page(f"mavae report: {run.path.resolve().name}", meta, sections)
+    return H.page(f"mavae report: {path.resolve().name}", meta, sections)

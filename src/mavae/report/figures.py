@@ -99,7 +99,6 @@ def halves(images: list[np.ndarray | None], scores: list[float | None], flagged:
 
 def uncertainty_maps(mean_maps: dict[str, np.ndarray], flagged: list[bool], titles: dict[str, str]) -> bytes:
     """Mean U_pix and U_ssim maps per sub-population: one row per map kind, one colour scale per row."""
-    plt = _plt()
     names = list(mean_maps)
     k_count = len(next(iter(mean_maps.values())))
     fig, axes = _grid(k_count, len(names))
@@ -151,8 +150,8 @@ def latent_map(points: np.ndarray, clusters: np.ndarray, prototypes: np.ndarray,
     cmap = plt.get_cmap("tab10" if n_components <= 10 else "tab20")
     for k in range(n_components):
         members = points[clusters == k]
-        ax.scatter(members[:, 0], members[:, 1], s=6, alpha=0.5, color=cmap(k % cmap.N), label=f"k={k} ({len(members)})",
-                   linewidths=0)
+        ax.scatter(members[:, 0], members[:, 1], s=6, alpha=0.5, color=cmap(k % cmap.N),
+                   label=f"k={k} ({len(members)})", linewidths=0)
     for k, (x, y) in enumerate(prototypes):
         ax.scatter([x], [y], marker="*", s=260, color=cmap(k % cmap.N), edgecolors="black", linewidths=1.2, zorder=3)
         ax.annotate(str(k), (x, y), xytext=(6, 6), textcoords="offset points", fontsize=9, weight="bold")
@@ -197,5 +196,20 @@ def elbow(ks: list[int], distances: list[float], chosen: int) -> bytes:
     ax.set_ylabel("intra-component distance")
     ax.set_xticks(ks)
     ax.legend(frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def prototypes_png(decoded: np.ndarray, indices, sizes) -> bytes:
+    """One decoded prototype per sub-population, titled with its archetype's training index and size."""
+    plt = _plt()
+    k = len(decoded)
+    fig, axes = plt.subplots(1, k, figsize=(1.9 * k, 2.3), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.imshow(decoded[j, 0] if decoded.shape[1] == 1 else decoded[j].transpose(1, 2, 0), cmap="gray",
+                  vmin=0, vmax=1)
+        title = f"k={j}" + (f"  #{int(indices[j])}" if indices is not None else "") + f"\nn={sizes[j]}"
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
     fig.tight_layout()
     return _png(fig)

@@ -1,4 +1,4 @@
-"""Mixture of VAE charts (Alberti, Hertrich, Santacesaria & Sciutto, JMLR 2024; METHOD.md section 8).
+"""Mixture of VAE charts (Alberti, Hertrich, Santacesaria & Sciutto, JMLR 2024; docs/method.md section 8).
 
 K VAEs, each one a chart of the data manifold: chart k has an encoder E_k (x -> q_k(z|x)) and a
 decoder g_k (z -> x) over its own d-dimensional latent space. A point belongs to the charts by
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
+from ...config import FitConfig
 from ..base import Model
 from ..vae import VAE, reconstruction_per_sample
 
@@ -65,7 +66,8 @@ class Charts(Model):
     has_unused_parameters = True  # a chart with no weight > 1e-3 in a batch gets no gradient
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
-                 beta: float = 1.0, recon: str = "mse", warmup_epochs: int = 5, overlap_epochs: int = 2,
+                 beta: float = 1.0, recon: str = "mse", warmup_epochs: int = FitConfig.warmup_epochs,
+                 overlap_epochs: int = 2,
                  overlap_scale: float = 1.5, seed: int = 0):
         super().__init__()
         if n_components < 1:
@@ -184,10 +186,19 @@ class Charts(Model):
         terms = self.chart_terms(x, sample=False)
         return self.chart_posteriors(terms["recon"] + self.beta * terms["kl"])
 
+    def chart_models(self) -> list:
+        return list(self.charts)
+
+    def stratify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        beta = self.cluster_posterior(x)
+        return self._encode_in(x, beta.argmax(1))[0], beta
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (n, d + K): chart k* = argmax_k beta_ik's (m, log s^2) and its one-hot
         indicator (log-variance -30)."""
-        best = self.cluster_posterior(x).argmax(1)
+        return self._encode_in(x, self.cluster_posterior(x).argmax(1))
+
+    def _encode_in(self, x: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         encoded = [chart.encode(x) for chart in self.charts]
         means = torch.stack([m for m, _ in encoded], 1)  # (n, K, d)
         logvars = torch.stack([lv for _, lv in encoded], 1)

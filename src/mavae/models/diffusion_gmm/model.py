@@ -1,4 +1,4 @@
-"""Diffusion-GMM (METHOD.md section 8): a VAE plus a DDPM denoiser on its latent codes; after
+"""Diffusion-GMM (docs/method.md section 9): a VAE plus a DDPM denoiser on its latent codes; after
 training, codes are denoised by one-step x0 prediction and clustered by a GaussianMixture."""
 from __future__ import annotations
 

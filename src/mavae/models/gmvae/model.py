@@ -1,5 +1,5 @@
 """GMVAE in Rui Shu's formulation ("Gaussian mixture VAE", 2016) with a Gumbel-softmax relaxation of the
-categorical (as in J. Arias' PyTorch GMVAE): METHOD.md section 8.
+categorical (as in J. Arias' PyTorch GMVAE): docs/method.md section 9.
 
 Generative model: y ~ Cat(1/K), z | y ~ N(mu_y, diag sigma_y^2) (learned), x | z ~ p(x|z) (the decoder).
 Inference: q(y|x) = Cat(softmax(l(x))), q(z|x, y) = N(m(x, y), diag s^2(x, y)).
@@ -74,6 +74,12 @@ class GMVAE(Model):
     def cluster_posterior(self, x: torch.Tensor) -> torch.Tensor:
         """q(y|x) = softmax(l(x)), (n, K)."""
         return torch.softmax(self.logits_head(self.trunk(x)), 1)
+
+    def stratify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean of q(z|x, y*), q(y|x)) from one pass of the trunk."""
+        h = self.trunk(x)
+        q_y = torch.softmax(self.logits_head(h), 1)
+        return self._latent(h, F.one_hot(q_y.argmax(1), self.n_components).to(h.dtype))[0], q_y
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar) of q(z|x, y*), y* = onehot(argmax_y q(y|x))."""

@@ -1,9 +1,10 @@
-"""MA-VAE: a VAE whose prior is a manifold-anchored Gaussian mixture (METHOD.md section 3)."""
+"""MA-VAE: a VAE whose prior is a manifold-anchored Gaussian mixture (docs/method.md section 3)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ...config import FitConfig
 from ...embedding import MANIFOLDS, manifold_coordinates
 from ...geometry import dirichlet_energy
 from ...mixture import ManifoldAnchoredGMM, estimate_covariances
@@ -34,8 +35,9 @@ class MAVAE(VAE):
     refits_at_end = True
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
-                 beta: float = 1.0, dirichlet_weight: float = 1.0, recon: str = "mse", warmup_epochs: int = 10,
-                 refit_every: int = 2, refit_max_points: int = 20000, n_init: int = 30, bandwidth="median",
+                 beta: float = 1.0, dirichlet_weight: float = FitConfig.dirichlet_weight, recon: str = "mse",
+                 warmup_epochs: int = FitConfig.warmup_epochs, refit_every: int = FitConfig.refit_every,
+                 refit_max_points: int = FitConfig.refit_max_points, n_init: int = 30, bandwidth="median",
                  manifold: str = "none", seed: int = 0, pose: str = "none"):
         super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon, pose=pose)
         if n_components < 1:

@@ -1,6 +1,6 @@
 """VaDE (Jiang et al., IJCAI 2017): the ELBO of a VAE whose prior is a learned Gaussian mixture
 p(z) = sum_c pi_c N(z | mu_c, diag sigma_c^2), with autoencoder pretraining and a GMM initialisation
-(METHOD.md section 8)."""
+(docs/method.md section 9)."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
+from ...config import FitConfig
 from ..vae import VAE, reconstruction_loss
 
 
@@ -39,7 +40,8 @@ class VaDE(VAE):
     has_unused_parameters = True  # pretraining leaves the log-variance head and the prior without gradient
 
     def __init__(self, image_shape, latent_dim: int = 10, n_components: int = 10, *, width: int = 32,
-                 beta: float = 1.0, recon: str = "mse", warmup_epochs: int = 15, n_init: int = 10, seed: int = 0):
+                 beta: float = 1.0, recon: str = "mse", warmup_epochs: int = FitConfig.warmup_epochs, n_init: int = 10,
+                 seed: int = 0):
         super().__init__(image_shape, latent_dim=latent_dim, width=width, beta=beta, recon=recon)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")

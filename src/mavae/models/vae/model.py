@@ -44,7 +44,7 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
 class VAE(Model):
     """L = recon(g(z), x) + beta * KL(q(z|x) || N(0, I)), z = m(x) + s(x) * eps.
 
-    pose="rigid" (METHOD.md section 7b): a pose head estimates p(x) = (angle, shift, log-scale);
+    pose="rigid" (docs/method.md section 7b): a pose head estimates p(x) = (angle, shift, log-scale);
     the encoder sees x in the canonical frame, canonicalize(x, p), so z holds content only; the
     reconstruction is the canonical decoding drawn in pose p, render(g(z), p). The pose head is
     equivariant by construction (``pose.PoseHead``); the pose gets the weak Gaussian prior
@@ -79,11 +79,13 @@ class VAE(Model):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def estimate_pose(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, 4) poses (angle in radians, shift_x, shift_y, log_scale) of the pose head."""
-        if self.pose_head is None:
-            raise RuntimeError("this model has no pose head (pose='none')")
-        return self.pose_head(x)
+    @property
+    def has_pose(self) -> bool:
+        return self.pose_head is not None
+
+    def estimate_pose(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(n, 4) poses (angle in radians, shift_x, shift_y, log_scale) of the pose head; None without one."""
+        return None if self.pose_head is None else self.pose_head(x)
 
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """(mean, logvar, terms): terms["recon"] of a reparameterised sample and, with a pose head,

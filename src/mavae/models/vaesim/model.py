@@ -1,4 +1,4 @@
-"""VAESim (METHOD.md section 8): decoder conditioned on [z, c], c = softmax(sim(z, Q) / tau), with
+"""VAESim (docs/method.md section 9): decoder conditioned on [z, c], c = softmax(sim(z, Q) / tau), with
 prototypes Q moved by an exponential moving average of their members, not by gradient."""
 from __future__ import annotations
 
@@ -153,10 +153,12 @@ class VAESim(VAE):
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         """softmax(sim(z, Q) / tau_end), (n, K)."""
         if not bool(self.initialised):
-            raise RuntimeError("the VAESim prototypes are initialised by the first training batch; train the model first")
+            raise RuntimeError("the VAESim prototypes are initialised by the first training batch; "
+                               "train the model first")
         return self.condition(z, self.tau_end)
 
     def prototypes(self) -> tuple[torch.Tensor, np.ndarray | None]:
         if not bool(self.initialised):
-            raise RuntimeError("the VAESim prototypes are initialised by the first training batch; train the model first")
+            raise RuntimeError("the VAESim prototypes are initialised by the first training batch; "
+                               "train the model first")
         return self.centers.clone(), None
