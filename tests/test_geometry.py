@@ -123,3 +123,9 @@ def test_cluster_argmax_picks_each_clusters_best_and_flags_empty():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 0.2], dtype=torch.float64)
     labels = torch.tensor([0, 0, 2, 2, 2])
     assert cluster_argmax(scores, labels, 3).tolist() == [1, -1, 3]
+
+
+def test_bandwidth_when_most_points_coincide():
+    z = torch.tensor([[0.0], [0.0], [0.0], [0.0], [3.0]])  # 6 of the 10 distances are 0: the median is 0
+    assert bandwidth(z) == pytest.approx(3.0)  # the median of the non-zero distances
+    assert bandwidth(torch.zeros(4, 2)) == 1.0  # every point the same: any bandwidth gives the same medoids

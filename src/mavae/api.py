@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +14,54 @@ import torch
 
 from . import metrics
 from .config import FitConfig, save_config
-from .datasets import Dataset, load_data
+from .datasets import LOADERS, Dataset, load_data
 from .embedding import manifold_coordinates
 from .models import VAE, Model, build_model, network_width, resolve
 from .models.factory import check_model
 from .report import write_report
 from .report.figures import elbow, prototypes_png
-from .runs import staged_run, write_assignments, write_atomic, write_history, write_json
+from .runs import check_target, staged_run, write_assignments, write_atomic, write_history, write_json
 from .selection import ElbowCurve, check_ks, elbow_curve
 from .training import Trainer, stratify
 
 AUTO_K = range(2, 11)  # the K that ``fit`` with k="auto" tries
+
+
+def check_device(device: str) -> None:
+    """ValueError unless device names a torch device this machine has."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device (for example cpu, cuda or cuda:1)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device on this machine; use --device cpu")
+    if kind == "cuda" and torch.device(device).index is not None and torch.device(device).index >= \
+            torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
+def absolute_data(config: FitConfig) -> FitConfig:
+    """config with a data path made absolute (registered names stay), so the run works from any folder."""
+    if config.data in LOADERS:
+        return config
+    return replace(config, data=os.path.abspath(os.path.expanduser(config.data)))
+
+
+def check_cohort(config: FitConfig, train: Dataset) -> None:
+    """What can be checked of K and the training images before any training: ValueError otherwise."""
+    n = len(train)
+    largest = max(AUTO_K) if config.k == "auto" else config.k
+    if n < 2:
+        raise ValueError(f"{config.data}: {n} training image(s); at least 2 are needed")
+    if largest > n:
+        raise ValueError(f"{'--k auto tries K up to ' if config.k == 'auto' else '--k '}{largest}, more "
+                         f"sub-populations than the {n} training images")
+    flat = train.images.reshape(n, -1)
+    if (flat == flat[:1]).all():
+        raise ValueError(f"{config.data}: all {n} training images are identical"
+                         + (" (one constant value)" if np.ptp(flat) == 0 else "") + "; there is nothing to stratify")
 
 
 @torch.no_grad()
@@ -70,9 +108,11 @@ def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Datas
     seeded subsample of at most refit_max_points), map the encodings to the space the MA-VAE's
     mixture is fitted in (config.manifold: the latents, or their UMAP coordinates) and find the knee
     of MA-EM's intra-component distance over ks in that space. Labels are not used."""
-    config.validate()
+    config = absolute_data(config.validate())
     ks = check_ks(ks)  # before any training
+    check_device(config.device)
     train = (data if data is not None else load_data(config)).subset("train")
+    check_cohort(replace(config, k=max(ks)), train)
     config = resolve(config, train.image_shape)
     torch.manual_seed(config.seed)
     vae = VAE(train.image_shape, latent_dim=config.latent_dim, width=network_width(train.image_shape),
@@ -104,13 +144,17 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
     (report.html, figures/, uncertainty.json) is written from what the fit holds in memory, inside
     the staging directory, so it is part of the all-or-nothing run. Returns the metrics.
     """
-    config.validate()
+    config = absolute_data(config.validate())
     check_model(config)
+    check_device(config.device)
+    check_target(out_dir, force)
     data = load_data(config)
     train, test = data.subset("train"), data.subset("test")
+    check_cohort(config, train)
     config = resolve(config, train.image_shape)
     out_dir = Path(out_dir)
-    with staged_run(out_dir, force=force) as stage:
+    setup = {key: value for key, value in asdict(config).items() if key != "device"}  # as asked, K "auto" included
+    with staged_run(out_dir, force=force, setup=setup) as stage:
         checkpoint = stage / "checkpoint.pt"
         if checkpoint.exists() and progress:
             print(f"resuming from {checkpoint}")
@@ -128,7 +172,7 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
         model = build_model(config, train.image_shape)
         trainer = Trainer(model, train.images, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                           weight_decay=config.weight_decay, grad_clip=config.grad_clip, seed=config.seed,
-                          device=config.device, checkpoint_path=checkpoint, progress=progress)
+                          device=config.device, checkpoint_path=checkpoint, setup=setup, progress=progress)
         start = time.perf_counter()
         history = trainer.fit()
         result, out = evaluate(model, trainer, train, test)

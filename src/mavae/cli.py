@@ -12,9 +12,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Manifold-Anchored VAEs: label-free stratification of image cohorts.")
 
 
+DEBUG = {"on": False}  # --debug: let unexpected errors show their traceback
+
+
 @app.callback()
-def main() -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="show the traceback of an unexpected error")) -> None:
     """Manifold-Anchored VAEs: label-free stratification of image cohorts."""
+    DEBUG["on"] = debug
 
 
 def _k(value: Optional[str]):
@@ -32,13 +36,41 @@ IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac
 
 
 @contextmanager
-def _errors_exit_2():
-    """Bad input (ValueError, FileNotFoundError) -> 'error: ...' on stderr and exit code 2."""
+def _errors_exit_2(out: Optional[Path] = None):
+    """Expected failures (bad input, files, devices, a non-finite loss) -> one 'error: ...' line on
+    stderr and exit code 2; Ctrl-C -> exit 130; anything else -> one line and exit 1 (the traceback
+    with --debug). When out's staging folder keeps a checkpoint, a second line says how to resume."""
     try:
         yield
-    except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted" + _resume_note(out), err=True)
+        raise typer.Exit(code=130) from None
+    except (ValueError, OSError) as error:
+        typer.echo(f"error: {error}{_resume_note(out)}", err=True)
         raise typer.Exit(code=2) from None
+    except Exception as error:
+        from .training import NonFiniteLossError
+
+        if isinstance(error, NonFiniteLossError):
+            typer.echo(f"error: {error}{_resume_note(out)}", err=True)
+            raise typer.Exit(code=2) from None
+        if DEBUG["on"]:
+            raise
+        first = (str(error).strip().splitlines() or [""])[0]
+        typer.echo(f"error: unexpected {type(error).__name__}: {first} (rerun with `mavae --debug ...` for the "
+                   f"traceback){_resume_note(out)}", err=True)
+        raise typer.Exit(code=1) from None
+
+
+def _resume_note(out: Optional[Path]) -> str:
+    from .runs import CHECKPOINT, staging_dir
+
+    if out is None or not (staging_dir(out) / CHECKPOINT).is_file():
+        return ""
+    return (f"\nnote: the checkpoint in {staging_dir(out)} is kept; rerun the same command to resume from it "
+            "(or add --force to start afresh)")
 
 
 def _config(path: Optional[Path], overrides: dict):
@@ -71,7 +103,7 @@ def fit(
     resume an interrupted run."""
     from .api import fit as run_fit
 
-    with _errors_exit_2():
+    with _errors_exit_2(out):
         cfg = _config(config, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
                                    model=model, pose=pose, manifold=manifold, seed=seed, device=device))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)

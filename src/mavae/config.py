@@ -24,6 +24,7 @@ SIZE_DEFAULTS = (
     dict(max_side=64, latent_dim=16, batch_size=64, lr=1e-3, weight_decay=5e-4, width=16),
     dict(max_side=10**9, latent_dim=32, batch_size=32, lr=1e-4, weight_decay=5e-4, width=16),
 )
+MIN_IMAGE_SIZE = 16  # the report's 11 x 11 SSIM window and the encoder's strided convolutions need room
 MODEL_DEFAULTS = dict(beta=1.0, recon="mse", manifold="none")  # every model, every size
 MAVAE_SIZE_DEFAULTS = {32: dict(beta=0.01, recon="bce", manifold="umap")}  # max_side -> the MA-VAE's own
 
@@ -66,7 +67,7 @@ class FitConfig:
                 _fail(name, getattr(self, name), "must be a non-empty string")
         if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
             _fail("k", self.k, 'must be an int >= 1 or "auto"')
-        for name, low in (("image_size", 1), ("n_per_class", 1), ("epochs", 1),
+        for name, low in (("image_size", MIN_IMAGE_SIZE), ("n_per_class", 1), ("epochs", 1),
                           ("warmup_epochs", 0), ("refit_every", 1), ("refit_max_points", 1),
                           ("seed", 0), ("data_seed", 0), ("latent_dim", 1), ("batch_size", 1)):
             value = getattr(self, name)
@@ -82,6 +83,8 @@ class FitConfig:
         for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", MANIFOLDS)):
             if getattr(self, name) is not None and getattr(self, name) not in allowed:  # None: type-checked above
                 _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
+        if self.data != "cardiac" and self.preset != FitConfig.preset:
+            _fail("preset", self.preset, "applies to the built-in cardiac cohort only (--data cardiac)")
         return self
 
 
@@ -156,4 +159,5 @@ def _is_int(value) -> bool:
 
 
 def _fail(name: str, value, why: str):
-    raise ValueError(f"config field {name!r} {why}, got {value!r}")
+    flag = "--" + name.replace("_", "-")
+    raise ValueError(f"{flag} (config key {name!r}) {why}, got {value!r}")

@@ -65,6 +65,20 @@ def median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> f
     return float((z[i] - z[j]).norm(dim=1).median())
 
 
+def positive_median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> float:
+    """Median of the non-zero ||z_i - z_j|| (the pairs as in median_distance); 0 when every point is
+    the same."""
+    z = as_tensor(z)
+    n = len(z)
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = torch.triu_indices(n, n, offset=1)
+    else:
+        i, j = _sample_pairs(n, max_pairs, torch.Generator().manual_seed(seed))
+    distances = (z[i] - z[j]).norm(dim=1)
+    distances = distances[distances > 0]
+    return float(distances.median()) if len(distances) else 0.0
+
+
 def knn_distance(z, *, k: int = 10, max_queries: int = KNN_MAX_QUERIES, chunk_size: int = DEFAULT_CHUNK,
                  seed: int = 0) -> float:
     """Median distance from a point to its k-th nearest neighbour (itself excluded).
@@ -90,7 +104,9 @@ def knn_distance(z, *, k: int = 10, max_queries: int = KNN_MAX_QUERIES, chunk_si
 
 def bandwidth(z, rule="median", *, k: int = 10, seed: int = 0) -> float:
     """The heat-kernel bandwidth sigma: "median" (median pairwise distance), "knn" (median
-    distance to the k-th neighbour) or a positive float. Raises if it comes out 0."""
+    distance to the k-th neighbour) or a positive float. When a rule gives 0 (more than half the
+    points coincide), the median of the non-zero pairwise distances; 1 when every point is the same
+    (any bandwidth then gives the same medoids)."""
     if isinstance(rule, str):
         if rule == "median":
             sigma = median_distance(z, seed=seed)
@@ -98,12 +114,14 @@ def bandwidth(z, rule="median", *, k: int = 10, seed: int = 0) -> float:
             sigma = knn_distance(z, k=k, seed=seed)
         else:
             raise ValueError(f"bandwidth must be 'median', 'knn' or a positive float, got '{rule}'")
+        if sigma == 0:  # most points coincide: the scale of the distinct ones; 1 when all coincide
+            sigma = positive_median_distance(z, seed=seed) or 1.0
     elif isinstance(rule, (int, float)) and not isinstance(rule, bool):
         sigma = float(rule)
     else:
         raise ValueError(f"bandwidth must be 'median', 'knn' or a positive float, got {rule!r}")
     if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"bandwidth must be positive and finite, got {sigma} (are all points identical?)")
+        raise ValueError(f"bandwidth must be positive and finite, got {sigma}")
     return sigma
 
 

@@ -31,48 +31,102 @@ class RunDirectoryError(ValueError):
     """The output directory cannot be used for a new run."""
 
 
+MARKER = ".mavae"  # written into every directory staged_run creates: what --force may replace
+
+
 def staging_dir(out_dir: str | Path) -> Path:
     """Where a run for out_dir is written before it is complete: ``<parent>/.<name>.partial``."""
     out_dir = Path(os.path.abspath(out_dir))
     return out_dir.parent / f".{out_dir.name}.partial"
 
 
+def is_mavae_output(path: str | Path) -> bool:
+    """True for a directory that mavae wrote (it holds the MARKER file, or config.yaml and model.pt
+    as runs made before the marker do)."""
+    path = Path(path)
+    return path.is_dir() and ((path / MARKER).is_file() or
+                              ((path / "config.yaml").is_file() and (path / "model.pt").is_file()))
+
+
+def check_target(out_dir: str | Path, force: bool) -> None:
+    """RunDirectoryError unless out_dir can receive a new output: it does not exist, is empty, or
+    (with force) is a directory mavae wrote. Nothing else is ever replaced."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.is_dir() and not out_dir.is_symlink():
+        if not any(out_dir.iterdir()):
+            return
+        if not force:
+            raise RunDirectoryError(f"output directory {out_dir} already exists and is not empty; use --force to "
+                                    "replace it")
+        if not is_mavae_output(out_dir):
+            raise RunDirectoryError(f"--force replaces only a directory that mavae wrote (or an empty one); {out_dir} "
+                                    f"is neither (no {MARKER} file), so it is left alone: choose another --out")
+        if Path.cwd().resolve().is_relative_to(out_dir.resolve()):
+            raise RunDirectoryError(f"--out {out_dir} is the current directory (or holds it); choose another --out")
+    elif out_dir.exists() or out_dir.is_symlink():
+        raise RunDirectoryError(f"output path {out_dir} exists and is not a directory")
+
+
+def checkpoint_setup(path: str | Path) -> dict | None:
+    """The setup a checkpoint was written for (``Trainer(setup=...)``); ValueError if unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("setup")
+    except Exception as error:  # a truncated or foreign file: torch raises many kinds
+        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__})") from None
+
+
+def setup_differences(saved: dict | None, setup: dict) -> list[str]:
+    """'field: saved -> now' for every field that differs (all of them when nothing was saved)."""
+    if saved is None:
+        return ["(the checkpoint records no setup)"]
+    return [f"{key}: {saved.get(key)!r} -> {setup.get(key)!r}" for key in sorted(set(saved) | set(setup))
+            if saved.get(key) != setup.get(key)]
+
+
 @contextmanager
-def staged_run(out_dir: str | Path, force: bool = False) -> Iterator[Path]:
+def staged_run(out_dir: str | Path, force: bool = False, setup: dict | None = None) -> Iterator[Path]:
     """Yield a staging directory to write a run into; on clean exit it replaces out_dir.
 
-    If the body raises, the staging directory is deleted unless it holds ``checkpoint.pt``
-    (then it is kept, and the next staged_run for the same out_dir reuses it to resume);
-    out_dir is not touched either way. An existing non-empty out_dir is refused unless force.
+    A staging directory left by an earlier call is reused when it holds ``checkpoint.pt`` of the
+    same setup (then the caller resumes from it). One without a checkpoint is cleared; one whose
+    checkpoint records another setup (or cannot be read) is refused, naming the fields that differ,
+    unless force, which clears it. If the body raises, the staging directory is deleted unless it
+    holds a checkpoint (kept for resuming); out_dir is not touched either way. out_dir must pass
+    ``check_target``.
     """
     out_dir = Path(os.path.abspath(out_dir))
-    _check_target(out_dir, force)
+    check_target(out_dir, force)
     staging = staging_dir(out_dir)
-    if (staging.exists() or staging.is_symlink()) and not (staging / CHECKPOINT).is_file():
-        _remove(staging)
+    checkpoint = staging / CHECKPOINT
+    if staging.exists() or staging.is_symlink():
+        if not checkpoint.is_file():
+            _remove(staging)
+        elif setup is not None:
+            try:
+                differences = setup_differences(checkpoint_setup(checkpoint), setup)
+            except ValueError as error:
+                differences = [str(error)]
+            if differences and not force:
+                raise RunDirectoryError(
+                    f"{staging} holds the checkpoint of another setup ({'; '.join(differences)}); rerun the "
+                    "command that started it to resume it, or add --force to discard it and start afresh")
+            if differences:
+                _remove(staging)
     staging.mkdir(parents=True, exist_ok=True)
+    (staging / MARKER).write_text("written by mavae; --force may replace this directory\n")
     try:
         yield staging
     except BaseException:
-        if not (staging / CHECKPOINT).is_file():
+        if not checkpoint.is_file():
             shutil.rmtree(staging, ignore_errors=True)
         raise
     _commit(staging, out_dir, force)
 
 
-def _check_target(out_dir: Path, force: bool) -> None:
-    if out_dir.is_dir():
-        if any(out_dir.iterdir()) and not force:
-            raise RunDirectoryError(f"output directory {out_dir} already exists and is not "
-                                    "empty; use --force to replace it")
-    elif out_dir.exists() or out_dir.is_symlink():
-        raise RunDirectoryError(f"output path {out_dir} exists and is not a directory")
-
-
 def _commit(staging: Path, out_dir: Path, force: bool) -> None:
     """Rename staging to out_dir; an existing out_dir is moved aside first and deleted after."""
     try:
-        _check_target(out_dir, force)  # out_dir may have appeared while the run was written
+        check_target(out_dir, force)  # out_dir may have appeared while the run was written
     except RunDirectoryError as e:
         raise RunDirectoryError(f"{e}; the completed run was left in {staging}") from None
     old = None
@@ -238,13 +292,28 @@ class Run:
 
     def state_dict(self) -> dict:
         """The saved model (state_dict, model name, image_shape) from model.pt, on the CPU."""
-        return torch.load(self.path / "model.pt", map_location="cpu", weights_only=True)
+        path = self.path / "model.pt"
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated, random bytes, a foreign pickle: torch raises many kinds
+            raise ValueError(f"{path} is not a readable mavae model ({type(error).__name__}); refit the run") from None
+        if not isinstance(saved, dict) or not {"state_dict", "image_shape"} <= set(saved):
+            raise ValueError(f"{path} is not a mavae model file (no state_dict and image_shape)")
+        return saved
 
     def model(self, device: str = "cpu") -> Model:
         """The fitted model (weights and prior), in eval mode on device; the data are not loaded."""
         saved = self.state_dict()
+        if saved.get("model", self.config.model) != self.config.model:
+            raise ValueError(f"{self.path}: config.yaml names model {self.config.model!r} but model.pt holds "
+                             f"{saved['model']!r}")
         model = build_model(self.config, tuple(saved["image_shape"]))
-        model.load_state_dict(saved["state_dict"])
+        try:
+            model.load_state_dict(saved["state_dict"])
+        except RuntimeError as error:
+            first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+            raise ValueError(f"{self.path}: model.pt does not match config.yaml (was config.yaml edited?): "
+                             f"{first}") from None
         return model.to(device).eval()
 
     def data(self) -> tuple[Dataset, Dataset]:

@@ -49,7 +49,7 @@ class Trainer:
 
     def __init__(self, model: Model, images, *, epochs: int, batch_size: int = 64, lr: float = 1e-3,
                  weight_decay: float = 1e-4, grad_clip: float = 5.0, seed: int = 0, device="cpu",
-                 checkpoint_path: str | os.PathLike | None = None, progress: bool = True,
+                 checkpoint_path: str | os.PathLike | None = None, setup: dict | None = None, progress: bool = True,
                  callbacks: Iterable[Callable[["Trainer", int, dict], None]] = ()):
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -63,6 +63,7 @@ class Trainer:
             raise ValueError("images must be a non-empty float array with values in [0, 1] (no NaN)")
         self.epochs, self.batch_size, self.grad_clip, self.seed = epochs, batch_size, grad_clip, seed
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.setup = setup  # what the checkpoint records of the run's settings (runs.staged_run checks it)
         self.progress = progress and self.rank == 0
         self.callbacks = list(callbacks)
         self.optimizer = torch.optim.AdamW(model.parameter_groups(weight_decay), lr=lr)
@@ -164,7 +165,7 @@ class Trainer:
         if self.checkpoint_path is None or self.rank != 0:
             return
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "epoch": self.epoch, "history": self.history}
+                 "epoch": self.epoch, "history": self.history, "setup": self.setup}
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(state, buffer)

@@ -54,15 +54,21 @@ def read_npz(path: str | Path, keys=None) -> dict[str, np.ndarray]:
 
 
 def to_float_images(arrays, source: str | Path) -> np.ndarray:
-    """Concatenate (m, H, W) or (m, H, W, C) image arrays into one (n, C, H, W) float32 in [0, 1].
+    """Concatenate (m, H, W) or (m, H, W, C) image arrays (or channels-first (m, C, H, W), C = 1 or 3)
+    into one (n, C, H, W) float32 in [0, 1].
 
     uint8 is divided by 255; float arrays must already lie in [0, 1].
     """
     arrays = [np.asarray(a) for a in arrays]
     first = arrays[0]
-    if first.ndim not in (3, 4) or any(a.shape[1:] != first.shape[1:] for a in arrays):
-        raise ValueError(f"{source}: images must be (n, H, W) or (n, H, W, C) of one size; "
-                         f"got shapes {[a.shape for a in arrays]}")
+    if first.ndim not in (3, 4):
+        raise ValueError(f"{source}: images must be an (n, H, W) or (n, H, W, C) array; got a {first.ndim}-D array "
+                         f"of shape {first.shape}")
+    if first.ndim == 4 and first.shape[1] in (1, 3) and first.shape[3] not in (1, 3, 4):  # channels first
+        arrays = [np.moveaxis(a, 1, 3) for a in arrays]
+        first = arrays[0]
+    if any(a.shape[1:] != first.shape[1:] for a in arrays):
+        raise ValueError(f"{source}: images must be of one size; got shapes {[a.shape for a in arrays]}")
     channels = 1 if first.ndim == 3 else first.shape[3]
     n = sum(len(a) for a in arrays)
     out = np.empty((n, channels) + first.shape[1:3], dtype=np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..datasets import folders
-from ..runs import load_run
+from ..runs import check_target, load_run, staged_run, write_json
 from .descent import riemannian_descent
 from .operators import OPERATORS, degrade, make_operator
 from .quality import psnr, ssim
@@ -72,9 +72,9 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
     simulate, and metrics.json (settings, per-image objective, chart and, with ground truth, PSNR / SSIM and
     their means). Everything is checked before anything is written. Returns the metrics.
     """
-    from ..runs import staged_run, write_json
 
     inputs = [Path(p) for p in inputs]
+    check_target(out, force)  # before any work
     if not inputs:
         raise ValueError("give at least one input image")
     if operator not in OPERATORS:
