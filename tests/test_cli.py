@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mavae.cli import app
 from mavae.runs import read_assignments, staging_dir
+from toy import fit_args, write_config
 from writers import write_nifti, write_png
 
 TINY = dict(data="cardiac", image_size=32, n_per_class=20, epochs=3, warmup_epochs=1, k=5)
@@ -21,13 +22,7 @@ TINY = dict(data="cardiac", image_size=32, n_per_class=20, epochs=3, warmup_epoc
 
 @pytest.fixture()
 def tiny_config(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
-
-
-def fit_args(config, out, *extra):
-    return ["fit", "--config", str(config), "--out", str(out), "--quiet", "--no-report", *extra]
+    return write_config(tmp_path, TINY)
 
 
 def test_fit_writes_a_complete_run_directory(tmp_path, tiny_config):

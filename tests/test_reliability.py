@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mavae.cli import app
 from mavae.runs import MARKER, staging_dir
+from toy import fit_args, write_config
 from writers import write_png
 
 TINY = dict(data="cardiac", image_size=32, n_per_class=12, epochs=3, warmup_epochs=1, k=3, manifold="none")
@@ -25,13 +26,11 @@ def run(*args):
 
 @pytest.fixture()
 def config(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
+    return write_config(tmp_path, TINY)
 
 
 def fit(config, out, *extra):
-    return run("fit", "--config", config, "--out", out, "--quiet", "--no-report", *extra)
+    return run(*fit_args(config, out, *extra))
 
 
 def error_line(result) -> str:
@@ -180,9 +179,7 @@ def test_files_that_are_not_what_they_should_be(tmp_path, config):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    assert fit(config, root / "run").exit_code == 0
+    assert fit(write_config(root, TINY), root / "run").exit_code == 0
     return root / "run"
 
 

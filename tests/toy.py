@@ -12,6 +12,18 @@ from mavae.runs import load_run
 from mavae.cli import app
 
 
+def write_config(directory: Path, settings: dict) -> Path:
+    """settings as directory/tiny.yaml, for ``--config``."""
+    path = directory / "tiny.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def fit_args(config: Path, out: Path, *extra) -> list[str]:
+    """``mavae fit`` arguments for a config file: quiet, no report."""
+    return ["fit", "--config", str(config), "--out", str(out), "--quiet", "--no-report", *map(str, extra)]
+
+
 def square_cohorts(n=120, size=16, seed=0):
     """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
     rng = np.random.default_rng(seed)

@@ -42,7 +42,7 @@ def _errors_exit_2(out: Optional[Path] = None):
     with --debug). When out's staging folder keeps a checkpoint, a second line says how to resume."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
         typer.echo("interrupted" + _resume_note(out), err=True)
@@ -103,8 +103,9 @@ def fit(
     resume an interrupted run."""
     from .api import fit as run_fit
 
+    k = _k(k)  # a usage error (exit 2) from typer itself
     with _errors_exit_2(out):
-        cfg = _config(config, dict(data=data, k=_k(k), epochs=epochs, image_size=image_size, preset=preset,
+        cfg = _config(config, dict(data=data, k=k, epochs=epochs, image_size=image_size, preset=preset,
                                    model=model, pose=pose, manifold=manifold, seed=seed, device=device))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
