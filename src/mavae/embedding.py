@@ -8,10 +8,12 @@ the graph sit together and points it does not join are pushed apart; with ``min_
 connected piece becomes a compact clump, which MA-EM then separates (as in N2D, McConville et
 al. 2020).
 
-The layout is always seeded, so the same latents and seed give the same coordinates bit for bit
-(umap-learn then runs its nearest-neighbour search and SGD on one thread). Measured on 20,000
-MNIST latents on 2 cores, after numba's compilation: 12.6 s seeded against 7.0 s for the
-parallel, unseeded layout, whose coordinates differ from run to run (benchmarks/bench_embedding.py).
+The layout is always seeded, so the same latents and seed give the same coordinates bit for bit;
+umap-learn then runs its stochastic gradient descent on one thread. The exact neighbour graph is
+computed here (scikit-learn, all threads) and the fuzzy graph in numpy, which spares numba's
+compilation of umap-learn's own kernels. ``benchmarks/results/embedding_mnist.md`` compares this
+path with umap-learn's seeded and parallel layouts on 20,000 MNIST latents: time, start-up,
+reproducibility and the agreement of the partitions.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_n
     from sklearn.neighbors import NearestNeighbors
     from umap.umap_ import find_ab_params, simplicial_set_embedding  # numba start-up: imported here
 
-    distances, indices = NearestNeighbors(n_neighbors=n_neighbors).fit(z).kneighbors(z)
+    distances, indices = NearestNeighbors(n_neighbors=n_neighbors, n_jobs=-1).fit(z).kneighbors(z)  # exact
     graph = fuzzy_graph(distances, indices)
     a, b = find_ab_params(1.0, 0.0)  # spread 1, min_dist 0
     with warnings.catch_warnings():  # umap-learn's notices about its own defaults
