@@ -5,8 +5,9 @@ from .datasets import Dataset, load_data, load_dataset, make_cardiac
 from .mixture import ManifoldAnchoredGMM
 from .models import MAVAE, MODELS, VAE, VAEGMM, build_model
 from .runs import Run, load_run
+from .subjects import assign
 from .training import NonFiniteLossError, Trainer
 
 __all__ = ["MAVAE", "MODELS", "VAE", "VAEGMM", "Dataset", "FitConfig", "ManifoldAnchoredGMM", "NonFiniteLossError",
-           "Run", "Trainer", "build_model", "fit", "load_config", "load_data", "load_dataset", "load_run",
+           "Run", "Trainer", "assign", "build_model", "fit", "load_config", "load_data", "load_dataset", "load_run",
            "make_cardiac", "select_k"]

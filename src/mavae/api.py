@@ -22,6 +22,7 @@ from .report import write_report
 from .report.figures import elbow, prototypes_png
 from .runs import check_target, staged_run, write_assignments, write_atomic, write_history, write_json
 from .selection import ElbowCurve, check_ks, elbow_curve
+from .subjects import ood_threshold
 from .training import Trainer, stratify
 
 AUTO_K = range(2, 11)  # the K that ``fit`` with k="auto" tries
@@ -68,7 +69,7 @@ def check_cohort(config: FitConfig, train: Dataset) -> None:
 def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> tuple[dict, dict]:
     """Metrics (docs/method.md section 6) and the per-image assignments of both splits; every
     image is encoded once (``training.stratify``), and the encodings are returned for the report."""
-    means, posteriors = stratify(model, np.concatenate([train.images, test.images]))
+    means, posteriors, errors = stratify(model, np.concatenate([train.images, test.images]))
     means, top = means.numpy(), posteriors.max(1)
     clusters, confidence = top.indices.numpy(), top.values.numpy()
     z_train, z_test = means[: len(train)], means[len(train):]
@@ -83,6 +84,7 @@ def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> t
     decoded = model.decode(torch.as_tensor(codes, device=trainer.device)).cpu().numpy()
     result["sharpness"] = [float(s) for s in metrics.sharpness(decoded, train.images, c_train)]
     result["cluster_sizes_train"] = np.bincount(c_train, minlength=len(codes)).tolist()
+    result["ood_threshold"] = ood_threshold(errors[: len(train)].numpy())
     if indices is not None:
         result["archetype_train_indices"] = [int(i) for i in indices]
         if train.labels is not None:

@@ -246,5 +246,23 @@ def invert(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def assign(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `mavae fit`"),
+    data: str = typer.Option(..., "--data", help="new images: a folder of PNG/JPEG or NIfTI files, or an .npz"),
+    out: Path = typer.Option(..., "--out", help="folder to write assignments.csv and summary.json into"),
+    samples: int = typer.Option(30, "--samples", help="Monte-Carlo samples of q(z|x) per image (u_pix, u_ssim)"),
+    force: bool = typer.Option(False, "--force", help="replace an --out folder that mavae wrote"),
+) -> None:
+    """Place new subjects in a fitted run's sub-populations without retraining: cluster, posterior,
+    uncertainty and an out-of-distribution flag per image (OUT/assignments.csv, OUT/summary.json)."""
+    from .subjects import assign as run_assign
+
+    with _errors_exit_2():
+        summary = run_assign(run_dir, data, out, n_samples=samples, force=force)
+    typer.echo(f"{summary['n_images']} images, {summary['n_ood']} out of distribution")
+    typer.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     app()

@@ -187,11 +187,16 @@ class Trainer:
                 f"[{shown}]; {last}")
 
 
-def stratify(model: Model, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """(encoder means (n, d), cluster probabilities (n, K)) of images under ``model.stratify``, in
-    eval mode, one encoder pass per image, returned on the CPU."""
-    out = _map(model, model.stratify, images, batch_size)
-    return torch.cat([m.cpu() for m, _ in out]), torch.cat([p.cpu() for _, p in out])
+def stratify(model: Model, images, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(encoder means (n, d), cluster probabilities (n, K), reconstruction errors (n,)) of images
+    under ``model.stratify``, in eval mode, one encoder pass per image, returned on the CPU. The
+    error is the mean squared difference between x and g(m(x)), the decoded encoder mean."""
+    def one_pass(x):
+        mean, probabilities = model.stratify(x)
+        return mean, probabilities, (model.decode(mean) - x).square().flatten(1).mean(1)
+
+    out = _map(model, one_pass, images, batch_size)
+    return tuple(torch.cat([part[i].cpu() for part in out]) for i in range(3))
 
 
 @torch.no_grad()

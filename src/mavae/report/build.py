@@ -43,7 +43,7 @@ def build_report(run_dir: str | Path, n_samples: int = 30, latent_map: str = "pc
     run = load_run(run_dir)
     model = run.model()
     train, test = run.data()
-    means, posteriors = stratify(model, np.concatenate([train.images, test.images]))
+    means, posteriors, _ = stratify(model, np.concatenate([train.images, test.images]))
     return write_report(run.path, model=model, config=run.config, train=train, test=test, means=means.numpy(),
                         clusters=posteriors.argmax(1).numpy(), history=run.history, metrics=run.metrics,
                         n_samples=n_samples, latent_map=latent_map)
