@@ -129,3 +129,10 @@ def test_bandwidth_when_most_points_coincide():
     z = torch.tensor([[0.0], [0.0], [0.0], [0.0], [3.0]])  # 6 of the 10 distances are 0: the median is 0
     assert bandwidth(z) == pytest.approx(3.0)  # the median of the non-zero distances
     assert bandwidth(torch.zeros(4, 2)) == 1.0  # every point the same: any bandwidth gives the same medoids
+
+
+def test_dirichlet_energy_of_a_single_point_is_zero():
+    z = torch.randn(1, 4, requires_grad=True)
+    energy = dirichlet_energy(z)
+    energy.backward()
+    assert energy.item() == 0.0 and torch.equal(z.grad, torch.zeros(1, 4))

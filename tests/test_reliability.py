@@ -235,7 +235,7 @@ def test_channels_first_npz_is_read_as_such():
 
 def test_ctrl_c_says_that_rerunning_resumes(tmp_path, config):
     command = [sys.executable, "-m", "mavae.cli", "fit", "--config", str(config), "--out", str(tmp_path / "run"),
-               "--quiet", "--no-report", "--epochs", "40"]
+               "--quiet", "--no-report", "--epochs", "5000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = staging_dir(tmp_path / "run") / "checkpoint.pt"
     deadline = time.time() + 120

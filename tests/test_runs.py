@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mavae.config import FitConfig, save_config
-from mavae.runs import (RunDirectoryError, load_run, read_assignments, read_history,
+from mavae.runs import (MARKER, RunDirectoryError, load_run, read_assignments, read_history,
                         staged_run, staging_dir, write_assignments, write_history, write_json)
 
 
@@ -58,7 +58,7 @@ def test_stale_staging_without_checkpoint_is_cleared(tmp_path):
     stage.mkdir()
     (stage / "junk").write_text("x")
     with staged_run(out) as again:
-        assert list(again.iterdir()) == []
+        assert [p.name for p in again.iterdir()] == [MARKER]  # the junk is gone; only mavae's marker
 
 
 def test_non_empty_dir_refused_without_force_replaced_with_force(tmp_path):
@@ -72,6 +72,11 @@ def test_non_empty_dir_refused_without_force_replaced_with_force(tmp_path):
     assert isinstance(e.value, ValueError)
     assert (out / "old.txt").exists() and not staging_dir(out).exists()
 
+    with pytest.raises(RunDirectoryError, match="left alone"):  # --force never replaces what mavae did not write
+        with staged_run(out, force=True):
+            pass
+    (out / MARKER).write_text("")  # now it is mavae's
+
     with pytest.raises(Boom):  # a failed forced run keeps the old one
         with staged_run(out, force=True):
             raise Boom
@@ -79,7 +84,7 @@ def test_non_empty_dir_refused_without_force_replaced_with_force(tmp_path):
 
     with staged_run(out, force=True) as stage:
         (stage / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # nothing left aside
 
 
@@ -162,7 +167,7 @@ def test_history_round_trip(tmp_path):
 def _write_run(run_dir):
     config = FitConfig(epochs=2, k="auto")
     save_config(config, run_dir / "config.yaml")
-    torch.save({"w": torch.arange(3.0)}, run_dir / "model.pt")
+    torch.save({"state_dict": {"w": torch.arange(3.0)}, "image_shape": [1, 2, 2]}, run_dir / "model.pt")
     write_json(run_dir / "metrics.json", {"nmi": 0.5, "ari": float("nan")})
     write_assignments(run_dir / "assignments.csv", [0, 1], [1, 0], [0.7, 0.8], labels=[1, 1])
     write_history(run_dir / "history.csv", [{"epoch": 1, "loss": 2.0}])
@@ -177,7 +182,7 @@ def test_load_run(tmp_path):
     assert run.metrics == {"ari": None, "nmi": 0.5}
     np.testing.assert_array_equal(run.assignments["label"], [1, 1])
     assert run.history == [{"epoch": 1, "loss": 2.0}]
-    torch.testing.assert_close(run.state_dict()["w"], torch.arange(3.0))
+    torch.testing.assert_close(run.state_dict()["state_dict"]["w"], torch.arange(3.0))
 
 
 def test_load_run_optional_files_absent(tmp_path):

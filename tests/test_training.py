@@ -122,7 +122,7 @@ def test_exact_resume(tmp_path):
     assert len(resumed.calls) == 2  # epoch 2 and the end; epoch 0 came from the checkpoint
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["epoch"] == 4 and ckpt["history"][-1]["refit_end"]
-    assert set(ckpt) == {"model", "optimizer", "epoch", "history"}
+    assert set(ckpt) == {"model", "optimizer", "epoch", "history", "setup"}
     assert not os.path.exists(str(path) + ".tmp")
 
 

@@ -130,10 +130,13 @@ def dirichlet_energy(z: torch.Tensor, sigma: float | None = None) -> torch.Tenso
 
     W is the heat-kernel graph of the batch under stop-gradient (the graph is fixed, z is the
     signal on it); gradients flow through the squared distances. sigma defaults to the
-    batch's median pairwise distance (also without gradient).
+    batch's median pairwise distance (also without gradient). A batch of one point has no edges:
+    E = 0 (the last batch of an epoch can hold a single image).
     """
-    if z.ndim != 2 or len(z) < 2:
-        raise ValueError(f"dirichlet_energy needs a (B >= 2, d) batch, got shape {tuple(z.shape)}")
+    if z.ndim != 2 or len(z) < 1:
+        raise ValueError(f"dirichlet_energy needs a (B >= 1, d) batch, got shape {tuple(z.shape)}")
+    if len(z) == 1:
+        return (z * 0.0).sum()  # zero, still part of the graph for autograd
     d2 = squared_distances(z, z)
     with torch.no_grad():
         if sigma is None:
