@@ -31,13 +31,13 @@ AUTO_K = range(2, 11)  # the K that ``fit`` with k="auto" tries
 def check_device(device: str) -> None:
     """ValueError unless device names a torch device this machine has."""
     try:
-        kind = torch.device(device).type
+        parsed = torch.device(device)
     except RuntimeError:
         raise ValueError(f"--device {device!r} is not a torch device (for example cpu, cuda or cuda:1)") from None
+    kind = parsed.type
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device on this machine; use --device cpu")
-    if kind == "cuda" and torch.device(device).index is not None and torch.device(device).index >= \
-            torch.cuda.device_count():
+    if kind == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")

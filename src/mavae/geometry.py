@@ -52,8 +52,8 @@ def _sample_pairs(n: int, n_pairs: int, generator: torch.Generator) -> tuple[tor
     return i, j + (j >= i).long()
 
 
-def median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> float:
-    """Median of ||z_i - z_j|| over i != j; from max_pairs seeded random pairs when there are more."""
+def pair_distances(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> torch.Tensor:
+    """||z_i - z_j|| over all pairs i < j, or over max_pairs seeded random pairs when there are more."""
     z = as_tensor(z)
     n = len(z)
     if n < 2:
@@ -62,21 +62,12 @@ def median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> f
         i, j = torch.triu_indices(n, n, offset=1)
     else:
         i, j = _sample_pairs(n, max_pairs, torch.Generator().manual_seed(seed))
-    return float((z[i] - z[j]).norm(dim=1).median())
+    return (z[i] - z[j]).norm(dim=1)
 
 
-def positive_median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> float:
-    """Median of the non-zero ||z_i - z_j|| (the pairs as in median_distance); 0 when every point is
-    the same."""
-    z = as_tensor(z)
-    n = len(z)
-    if n * (n - 1) // 2 <= max_pairs:
-        i, j = torch.triu_indices(n, n, offset=1)
-    else:
-        i, j = _sample_pairs(n, max_pairs, torch.Generator().manual_seed(seed))
-    distances = (z[i] - z[j]).norm(dim=1)
-    distances = distances[distances > 0]
-    return float(distances.median()) if len(distances) else 0.0
+def median_distance(z, *, max_pairs: int = MEDIAN_MAX_PAIRS, seed: int = 0) -> float:
+    """Median of ||z_i - z_j|| over i != j (``pair_distances``)."""
+    return float(pair_distances(z, max_pairs=max_pairs, seed=seed).median())
 
 
 def knn_distance(z, *, k: int = 10, max_queries: int = KNN_MAX_QUERIES, chunk_size: int = DEFAULT_CHUNK,
@@ -115,7 +106,9 @@ def bandwidth(z, rule="median", *, k: int = 10, seed: int = 0) -> float:
         else:
             raise ValueError(f"bandwidth must be 'median', 'knn' or a positive float, got '{rule}'")
         if sigma == 0:  # most points coincide: the scale of the distinct ones; 1 when all coincide
-            sigma = positive_median_distance(z, seed=seed) or 1.0
+            distances = pair_distances(z, seed=seed)
+            distances = distances[distances > 0]
+            sigma = float(distances.median()) if len(distances) else 1.0
     elif isinstance(rule, (int, float)) and not isinstance(rule, bool):
         sigma = float(rule)
     else:

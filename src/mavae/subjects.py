@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .datasets import load_dataset
-from .datasets.common import resize_images
+from .datasets.common import resize_cohort
 from .runs import check_target, load_run, staged_run, write_assignments, write_json
 from .training import stratify
 from .uncertainty import monte_carlo
@@ -39,8 +39,7 @@ def conform(images: np.ndarray, image_shape: tuple[int, int, int], source) -> np
     if height != width:
         raise ValueError(f"{source}: images of {images.shape[2]}x{images.shape[3]} px cannot be resized to the "
                          f"run's non-square {height}x{width}")
-    flat = images.reshape(-1, *images.shape[2:])
-    return resize_images(flat, height).reshape(len(images), channels, height, width)
+    return resize_cohort(images, height)
 
 
 def assign(run_dir: str | Path, data: str | Path, out: str | Path, *, n_samples: int = 30,

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from ..config import FitConfig
 from .base import Dataset
-from .common import resize_images
+from .common import resize_cohort
 from .registry import LOADERS, load_dataset
 
 CARDIAC_DEFAULT_SIZE = 64
@@ -22,9 +22,5 @@ def load_data(config: FitConfig) -> Dataset:
         data = load_dataset(config.data)
         if config.image_size is None or data.image_shape[1:] == (config.image_size,) * 2:
             return data
-        channels = data.images.shape[1]
-        flat = data.images.reshape(-1, *data.images.shape[2:])
-        images = resize_images(flat, config.image_size).reshape(len(data), channels, config.image_size,
-                                                                config.image_size)
-        return replace(data, images=images)
+        return replace(data, images=resize_cohort(data.images, config.image_size))
     return load_dataset(config.data, **({} if config.image_size is None else {"image_size": config.image_size}))

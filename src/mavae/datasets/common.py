@@ -109,6 +109,12 @@ def split_by_subject(subject_ids: np.ndarray, test_fraction: float, seed: int,
     return np.where(np.isin(subject_ids, test_subjects), "test", "train")
 
 
+def resize_cohort(images: np.ndarray, size: int) -> np.ndarray:
+    """(n, C, H, W) -> (n, C, size, size), each channel by ``resize_images``."""
+    n, channels = images.shape[:2]
+    return resize_images(images.reshape(-1, *images.shape[2:]), size).reshape(n, channels, size, size)
+
+
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """(n, H, W) float32 -> (n, size, size): bilinear with antialiasing (torch), clipped to [0, 1]."""
     import torch
