@@ -244,7 +244,8 @@ def test_registry():
     direct = make_cardiac(n_per_class=3, image_size=16, preset="rotated", seed=2)
     assert loaded.name == "cardiac-rotated"
     assert loaded.images.tobytes() == direct.images.tobytes()
-    with pytest.raises(ValueError, match=r"unknown data set 'nope'; known: cardiac, mnist, pneumoniamnist, digits"):
+    with pytest.raises(ValueError, match=r"unknown data set 'nope'; known: cardiac, brain, mnist, pneumoniamnist, "
+                                         r"digits"):
         load_dataset("nope")
 
 

@@ -109,8 +109,8 @@ def test_digits():
 
 
 def test_registry_and_unknown_name(tmp_path):
-    assert set(LOADERS) == {"cardiac", "mnist", "pneumoniamnist", "digits"}
-    with pytest.raises(ValueError, match="known: cardiac, mnist, pneumoniamnist, digits"):
+    assert set(LOADERS) == {"cardiac", "brain", "mnist", "pneumoniamnist", "digits"}
+    with pytest.raises(ValueError, match="known: cardiac, brain, mnist, pneumoniamnist, digits"):
         load_dataset("no-such-set")
     np.savez(tmp_path / "other.npz", a=np.zeros(2))
     with pytest.raises(ValueError, match=r"other\.npz: unknown \.npz layout"):

@@ -150,7 +150,7 @@ def test_invert_refuses_an_out_file_before_reconstructing(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--device", "nonsense"], "--device 'nonsense' is not a torch device"),
     (["--image-size", "2"], "--image-size (config key 'image_size') must be >= 16"),
-    (["--data", "digits", "--preset", "rotated"], "applies to the built-in cardiac cohort only"),
+    (["--data", "digits", "--preset", "rotated"], "applies to the built-in generators only"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, config, flags, message):
     result = fit(config, tmp_path / "run", *flags)

@@ -14,10 +14,10 @@ import torch
 
 from . import metrics
 from .config import FitConfig, save_config
-from .datasets import LOADERS, Dataset, load_data
+from .datasets import LOADERS, Dataset, load_data, prepare_data
 from .embedding import manifold_coordinates
 from .models import VAE, Model, build_model, network_width, resolve
-from .models.factory import check_model
+from .models.factory import check_model, resolve_pose
 from .report import write_report
 from .report.figures import elbow, prototypes_png
 from .runs import check_target, staged_run, write_assignments, write_atomic, write_history, write_json
@@ -107,15 +107,20 @@ def evaluate(model: Model, trainer: Trainer, train: Dataset, test: Dataset) -> t
 def select_k(config: FitConfig, ks=AUTO_K, *, progress: bool = True, data: Dataset | None = None) -> ElbowCurve:
     """K by the elbow (docs/method.md section 5): train the warm-up VAE of config (a plain VAE for
     max(warmup_epochs, 1) epochs, same networks, pose head and seed), encode the training split (a
-    seeded subsample of at most refit_max_points), map the encodings to the space the MA-VAE's
+    seeded subsample of at most refit_max_points; ``data``, when given, is the cohort already
+    preprocessed, else config's is loaded and preprocessed), map the encodings to the space the MA-VAE's
     mixture is fitted in (config.manifold: the latents, or their UMAP coordinates) and find the knee
     of MA-EM's intra-component distance over ks in that space. Labels are not used."""
     config = absolute_data(config.validate())
     ks = check_ks(ks)  # before any training
     check_device(config.device)
-    train = (data if data is not None else load_data(config)).subset("train")
+    if data is None:
+        raw = load_data(config)
+        check_cohort(replace(config, k=max(ks)), raw.subset("train"))
+        data, _ = prepare_data(config, raw)
+    train = data.subset("train")
     check_cohort(replace(config, k=max(ks)), train)
-    config = resolve(config, train.image_shape)
+    config = resolve(resolve_pose(config, train.images), train.image_shape)
     torch.manual_seed(config.seed)
     vae = VAE(train.image_shape, latent_dim=config.latent_dim, width=network_width(train.image_shape),
               beta=config.beta, recon=config.recon, pose=config.pose)
@@ -151,9 +156,11 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
     check_device(config.device)
     check_target(out_dir, force)
     data = load_data(config)
+    check_cohort(config, data.subset("train"))
+    timings = {}
+    data, prep = prepare_data(config, data, timings)
     train, test = data.subset("train"), data.subset("test")
-    check_cohort(config, train)
-    config = resolve(config, train.image_shape)
+    config = resolve(resolve_pose(config, train.images), train.image_shape)
     out_dir = Path(out_dir)
     setup = {key: value for key, value in asdict(config).items() if key != "device"}  # as asked, K "auto" included
     with staged_run(out_dir, force=force, setup=setup) as stage:
@@ -186,7 +193,9 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
         torch.save({"state_dict": model.state_dict(), "model": config.model,
                     "image_shape": list(train.image_shape)}, buffer)
         write_atomic(stage / "model.pt", buffer.getvalue())
+        result["preprocessing_seconds"] = {step: round(seconds, 3) for step, seconds in timings.items()}
         write_json(stage / "metrics.json", result)
+        write_json(stage / "preprocessing.json", prep.to_dict())
         write_history(stage / "history.csv", history)
         write_assignments(stage / "assignments.csv", out["index"], out["cluster"], out["max_posterior"],
                           labels=out["labels"], extra={"split": out["split"], **out["pose"]})

@@ -70,8 +70,9 @@ def run_benchmark(config: FitConfig, models: Sequence[str], seeds: Sequence[int]
                 run_dir = root / f"{model}-seed{seed}"
                 if (run_dir / "metrics.json").is_file():
                     saved = load_config(run_dir / "config.yaml")
-                    unset = {f.name: None for f in fields(run_config) if getattr(run_config, f.name) is None}
-                    if replace(saved, **unset) != run_config:  # the saved config has its defaults filled in
+                    unset = {f.name: getattr(run_config, f.name) for f in fields(run_config)
+                             if getattr(run_config, f.name) in (None, "auto")}
+                    if replace(saved, **unset) != run_config:  # the saved config has its defaults (and pose) filled in
                         raise ValueError(f"{run_dir} holds a run with a different config; use another runs folder")
                     result = json.loads((run_dir / "metrics.json").read_text())
                 else:

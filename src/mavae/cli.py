@@ -32,7 +32,21 @@ def _k(value: Optional[str]):
 
 MODEL_HELP = "model: mavae (default), vae_gmm, vae_kmeans, vade, gmvae, vaesim, diffusion_gmm or charts"
 MANIFOLD_HELP = "MA-EM's space: none (the latents) or umap (seeded UMAP coordinates); default per image size"
-IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac, native otherwise)"
+IMAGE_SIZE_HELP = "resize images to this side in pixels (default: 64 for cardiac and brain, native otherwise)"
+PRESET_HELP = "a generator's nuisance preset: cardiac aligned (default), rotated, realistic; brain clean, intensity, " \
+              "realistic (default)"
+POSE_HELP = "auto (default: rigid when the contents' orientation is spread over the circle), none or rigid"
+BIAS_HELP = "bias-field correction: auto (default: fast when the images have a background around the subject), " \
+            "fast (robust log-linear fit), n4 (SimpleITK) or none"
+INTENSITY_HELP = "per-image intensity standardisation to the cohort's landmarks: on (default) or off"
+CROP_HELP = "centre and size-normalise each image on its silhouette: auto (default: when the images have a " \
+            "background around the subject), on or off"
+ALIGN_HELP = "rotate each silhouette's principal axis onto the cohort's: auto (default: when the subject has a " \
+             "background around it and its silhouette is elongated), on or off"
+
+
+def _preprocessing_options(bias_field, intensity, crop, align) -> dict:
+    return dict(bias_field=bias_field, intensity=intensity, crop=crop, align=align)
 
 
 @contextmanager
@@ -87,9 +101,13 @@ def fit(
     k: Optional[str] = typer.Option(None, "--k", help="number of sub-populations, or auto (elbow, see select-k)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
-    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    preset: Optional[str] = typer.Option(None, help=PRESET_HELP),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
+    pose: Optional[str] = typer.Option(None, help=POSE_HELP),
+    bias_field: Optional[str] = typer.Option(None, "--bias-field", help=BIAS_HELP),
+    intensity: Optional[str] = typer.Option(None, "--intensity", help=INTENSITY_HELP),
+    crop: Optional[str] = typer.Option(None, "--crop", help=CROP_HELP),
+    align: Optional[str] = typer.Option(None, "--align", help=ALIGN_HELP),
     manifold: Optional[str] = typer.Option(None, help=MANIFOLD_HELP),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
@@ -106,7 +124,8 @@ def fit(
     k = _k(k)  # a usage error (exit 2) from typer itself
     with _errors_exit_2(out):
         cfg = _config(config, dict(data=data, k=k, epochs=epochs, image_size=image_size, preset=preset,
-                                   model=model, pose=pose, manifold=manifold, seed=seed, device=device))
+                                   model=model, pose=pose, manifold=manifold, seed=seed, device=device,
+                                   **_preprocessing_options(bias_field, intensity, crop, align)))
         result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
                                            "seconds_per_epoch") if key in result}
@@ -123,9 +142,13 @@ def select_k(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="epochs of the VAE whose latents are clustered "
                                                                  "(default: the config's warm-up epochs)"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
-    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    preset: Optional[str] = typer.Option(None, help=PRESET_HELP),
     model: Optional[str] = typer.Option(None, help="the model whose defaults apply (default mavae)"),
-    pose: Optional[str] = typer.Option(None, help="none (default) or rigid: factor out rotation, shift and size"),
+    pose: Optional[str] = typer.Option(None, help=POSE_HELP),
+    bias_field: Optional[str] = typer.Option(None, "--bias-field", help=BIAS_HELP),
+    intensity: Optional[str] = typer.Option(None, "--intensity", help=INTENSITY_HELP),
+    crop: Optional[str] = typer.Option(None, "--crop", help=CROP_HELP),
+    align: Optional[str] = typer.Option(None, "--align", help=ALIGN_HELP),
     manifold: Optional[str] = typer.Option(None, help=MANIFOLD_HELP),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda"),
@@ -142,7 +165,8 @@ def select_k(
 
     with _errors_exit_2():
         cfg = _config(config, dict(data=data, warmup_epochs=epochs, image_size=image_size, preset=preset, seed=seed,
-                                   device=device, model=model, pose=pose, manifold=manifold))
+                                   device=device, model=model, pose=pose, manifold=manifold,
+                                   **_preprocessing_options(bias_field, intensity, crop, align)))
         with staged_run(out, force=force) as stage:
             curve = run_select_k(cfg, range(k_min, k_max + 1), progress=not quiet)
             write_elbow(stage, curve)
@@ -159,7 +183,11 @@ def benchmark(
     k: Optional[int] = typer.Option(None, "--k", help="K for every model (default: the data's number of classes)"),
     epochs: Optional[int] = typer.Option(None, help="epoch budget of every model"),
     image_size: Optional[int] = typer.Option(None, "--image-size", help=IMAGE_SIZE_HELP),
-    preset: Optional[str] = typer.Option(None, help="cardiac nuisance preset: aligned, rotated, realistic"),
+    preset: Optional[str] = typer.Option(None, help=PRESET_HELP),
+    bias_field: Optional[str] = typer.Option(None, "--bias-field", help=BIAS_HELP),
+    intensity: Optional[str] = typer.Option(None, "--intensity", help=INTENSITY_HELP),
+    crop: Optional[str] = typer.Option(None, "--crop", help=CROP_HELP),
+    align: Optional[str] = typer.Option(None, "--align", help=ALIGN_HELP),
     out: Path = typer.Option(Path("benchmarks/results"), "--out", help="folder for the .md, .csv and .json tables"),
     runs: Optional[Path] = typer.Option(None, "--runs", help="keep the run directories here (and resume from "
                                                             "them); default: a temporary folder"),
@@ -179,15 +207,18 @@ def benchmark(
         if seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {seeds}")
         names = resolve_models(models.split(","))
+        options = _preprocessing_options(bias_field, intensity, crop, align)
         cfg = _config(config, dict(data=data, k=k, epochs=epochs, image_size=image_size, preset=preset,
-                                   device=device))
+                                   device=device, **options))
         n_classes, name = class_count(cfg)
         if k is None and config is None:
             cfg = replace(cfg, k=n_classes)
         results = run_benchmark(cfg, names, range(seeds), runs_dir=runs, progress=not quiet)
         command = shlex.join(["mavae", "benchmark", "--data", cfg.data, "--models", models, "--seeds", str(seeds),
                               "--k", str(cfg.k), "--epochs", str(cfg.epochs)]
-                             + (["--preset", cfg.preset] if cfg.data == "cardiac" else [])
+                             + (["--preset", cfg.preset] if cfg.preset else [])
+                             + [part for name, value in options.items() if value is not None
+                                for part in (f"--{name.replace('_', '-')}", value)]
                              + (["--image-size", str(image_size)] if image_size else [])
                              + (["--config", str(config)] if config else []) + ["--out", str(out)])
         paths = write_tables(out, f"benchmark_{name.replace('[', '_').replace(']', '')}", results, command=command,

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .embedding import MANIFOLDS
+from .preprocess import BIAS_FIELDS, SWITCHES
 
 # Every default in one place (docs/method.md section 3.2). FitConfig's fields that are None are
 # filled per image size by ``models.resolve``: the first row of SIZE_DEFAULTS whose max_side is at
@@ -29,12 +30,15 @@ MODEL_DEFAULTS = dict(beta=1.0, recon="mse", manifold="none")  # every model, ev
 MAVAE_SIZE_DEFAULTS = {32: dict(beta=0.01, recon="bce", manifold="umap")}  # max_side -> the MA-VAE's own
 
 
+GENERATOR_PRESETS = {"cardiac": ("aligned", "rotated", "realistic"), "brain": ("clean", "intensity", "realistic")}
+
+
 @dataclass
 class FitConfig:
     """Everything ``mavae fit`` needs; saved as ``config.yaml`` in the run directory."""
 
     data: str = "cardiac"  # a registered name (cardiac, mnist, pneumoniamnist, ...) or a path
-    preset: str = "aligned"  # the data source's preprocessing preset
+    preset: str | None = None  # a built-in generator's nuisance preset; None: its default (cardiac: aligned)
     image_size: int | None = None  # resize to image_size x image_size; None: 64 px for cardiac, else native
     n_per_class: int = 1000  # images drawn per class, where the source has classes
     model: str = "mavae"  # a registered model name
@@ -54,7 +58,11 @@ class FitConfig:
     seed: int = 0  # seed for initialisation, shuffling and sampling
     data_seed: int = 0  # seed of a generated cohort (cardiac) and its split
     device: str = "cpu"  # torch device, e.g. cpu or cuda
-    pose: str = "none"  # pose head: none or rigid
+    pose: str = "auto"  # pose head: none, rigid, or auto (decided on the preprocessed training images)
+    bias_field: str = "auto"  # bias-field correction: auto, fast (robust log-linear fit), n4 (SimpleITK) or none
+    intensity: str = "on"  # per-image intensity standardisation to the cohort's landmarks: on or off
+    crop: str = "auto"  # centre and size-normalise each image on its silhouette: auto, on or off
+    align: str = "auto"  # rotate each silhouette's principal axis onto the cohort's: auto, on or off
     manifold: str | None = None  # MA-EM's space: none (the latents) or umap; None: the default for the image size
 
     def validate(self) -> FitConfig:
@@ -62,7 +70,7 @@ class FitConfig:
         hints = typing.get_type_hints(FitConfig)
         for f in fields(self):
             _coerce(f.name, getattr(self, f.name), hints[f.name])
-        for name in ("data", "preset", "model", "device"):
+        for name in ("data", "model", "device"):
             if not getattr(self, name):
                 _fail(name, getattr(self, name), "must be a non-empty string")
         if not (self.k == "auto" or (_is_int(self.k) and self.k >= 1)):
@@ -80,11 +88,17 @@ class FitConfig:
                 continue
             if not math.isfinite(value) or value < 0 or (positive and value == 0):
                 _fail(name, value, "must be finite and " + ("> 0" if positive else ">= 0"))
-        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid")), ("manifold", MANIFOLDS)):
+        for name, allowed in (("recon", ("mse", "bce")), ("pose", ("none", "rigid", "auto")), ("manifold", MANIFOLDS),
+                              ("bias_field", BIAS_FIELDS), ("intensity", ("on", "off")), ("crop", SWITCHES),
+                              ("align", SWITCHES)):
             if getattr(self, name) is not None and getattr(self, name) not in allowed:  # None: type-checked above
                 _fail(name, getattr(self, name), f"must be one of {', '.join(allowed)}")
-        if self.data != "cardiac" and self.preset != FitConfig.preset:
-            _fail("preset", self.preset, "applies to the built-in cardiac cohort only (--data cardiac)")
+        if self.preset is not None:
+            presets = GENERATOR_PRESETS.get(self.data)
+            if presets is None:
+                _fail("preset", self.preset, "applies to the built-in generators only (--data cardiac or brain)")
+            if self.preset not in presets:
+                _fail("preset", self.preset, f"must be one of {', '.join(presets)} for --data {self.data}")
         return self
 
 

@@ -1,6 +1,6 @@
 """The run directory: written under a temporary name, renamed into place when complete, read back.
 
-A run directory holds config.yaml, model.pt, metrics.json, assignments.csv, history.csv,
+A run directory holds config.yaml, model.pt, preprocessing.json, metrics.json, assignments.csv, history.csv,
 prototypes.png, figures/ and report.html. It is the output of ``mavae fit`` and the input of
 ``mavae report`` and ``mavae invert``.
 """
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from .config import FitConfig, load_config
-from .datasets import Dataset, load_data
+from .datasets import Dataset, load_data, preprocess
 from .models import Model, build_model
+from .preprocess import Preprocessing
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -316,10 +317,20 @@ class Run:
                              f"{first}") from None
         return model.to(device).eval()
 
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing the run applied (preprocessing.json; none for a run made before it existed)."""
+        path = self.path / "preprocessing.json"
+        if not path.is_file():
+            return Preprocessing()
+        try:
+            return Preprocessing.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{path} is not a readable preprocessing record ({error}); refit the run") from None
+
     def data(self) -> tuple[Dataset, Dataset]:
-        """The run's cohort reloaded as it was fitted: (train, test); an error if its image shape
-        is no longer the model's."""
-        data = load_data(self.config)
+        """The run's cohort reloaded and preprocessed as it was fitted: (train, test); an error if its
+        image shape is no longer the model's."""
+        data = preprocess(load_data(self.config), self.preprocessing())
         train, test = data.subset("train"), data.subset("test")
         shape = tuple(self.state_dict()["image_shape"])
         if tuple(train.image_shape) != shape:

@@ -1,12 +1,13 @@
 """New subjects placed in a fitted run's sub-populations, without retraining (``mavae assign``).
 
 Each new image is read as the run's images were (any loader: folder, NIfTI, npz), resized to the
-run's image size, encoded once (``training.stratify``) and assigned to the sub-population of
-highest posterior. Its uncertainty scores u_pix and u_ssim come from the same Monte-Carlo draws as
-the report's (docs/method.md section 4). The out-of-distribution score is the reconstruction error
-``mean (x - g(m(x)))^2``: an image unlike the cohort is reconstructed badly by a decoder that only
-learned the cohort. It is flagged when the score exceeds the run's threshold, the 99th percentile
-of the training images' scores (``ood_threshold``, stored in metrics.json by ``mavae fit``).
+run's image size, preprocessed by the run's steps with its cohort references (preprocessing.json),
+encoded once (``training.stratify``) and assigned to the sub-population of highest posterior. Its
+uncertainty scores u_pix and u_ssim come from the same Monte-Carlo draws as the report's
+(docs/method.md section 4). The out-of-distribution score is the reconstruction error ``mean (x -
+g(m(x)))^2``: an image unlike the cohort is reconstructed badly by a decoder that only learned the
+cohort. It is flagged when the score exceeds the run's threshold, the 99th percentile of the
+training images' scores (``ood_threshold``, stored in metrics.json by ``mavae fit``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from .datasets import load_dataset
 from .datasets.common import resize_cohort
+from .preprocess import apply_preprocessing
 from .runs import check_target, load_run, staged_run, write_assignments, write_json
 from .training import stratify
 from .uncertainty import monte_carlo
@@ -57,7 +59,7 @@ def assign(run_dir: str | Path, data: str | Path, out: str | Path, *, n_samples:
         train, _ = run.data()
         threshold = ood_threshold(stratify(model, train.images)[2].numpy())
     cohort = load_dataset(data)
-    images = conform(cohort.images, tuple(model.image_shape), data)
+    images = apply_preprocessing(conform(cohort.images, tuple(model.image_shape), data), run.preprocessing())
     _, posteriors, errors = stratify(model, images)
     top = posteriors.max(1)
     scores = monte_carlo(model, images, n_samples=n_samples,

@@ -6,12 +6,14 @@ from typing import Callable
 
 from .arrays import KERAS_MNIST_KEYS, MEDMNIST_KEYS, load_digits, load_medmnist, load_mnist, load_pneumoniamnist
 from .base import Dataset
+from .brain import make_brain
 from .cardiac import make_cardiac
 from .common import npz_keys
 from .folders import load_image_folder, load_nifti_folder, nifti_files
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "cardiac": make_cardiac,
+    "brain": make_brain,
     "mnist": load_mnist,
     "pneumoniamnist": load_pneumoniamnist,
     "digits": load_digits,

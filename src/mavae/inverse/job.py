@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..datasets import folders
+from ..preprocess import apply_preprocessing
 from ..runs import check_target, load_run, staged_run, write_json
 from .descent import riemannian_descent
 from .operators import OPERATORS, degrade, make_operator
@@ -64,6 +65,8 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
                  seed: int = 0, force: bool = False, device: str = "cpu") -> dict:
     """Reconstruct the images in ``inputs`` (observations y = A(x) + noise, or, with simulate, clean images
     that are degraded here first with a seeded noise draw) by Riemannian descent on the run's charts.
+    Inputs and truth are first preprocessed by the run's steps (preprocessing.json), so the outputs lie
+    in the run's frame; a --mask therefore needs a run without crop and align.
 
     noise: the sd of the observation noise; an image stops at the discrepancy principle
     1/2 ||A(x) - y||^2 <= 1/2 * (observed values) * noise^2. truth: ground-truth images, one per input in
@@ -91,12 +94,17 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
         raise ValueError("--truth and --simulate exclude each other (with --simulate the inputs are the truth)")
     if truth is not None and len(truth) and len(truth) != len(inputs):
         raise ValueError(f"give one ground-truth image per input: {len(truth)} for {len(inputs)} inputs")
-    model = load_run(run_dir).model(device)
+    run = load_run(run_dir)
+    model, prep = run.model(device), run.preprocessing()
+    if mask is not None and (prep.crop or prep.align):
+        raise ValueError("--mask is drawn in the input's frame, but the run re-centres its images (crop / align "
+                         "in preprocessing.json); fit the run with --crop off --align off to inpaint with a mask")
     shape = tuple(model.image_shape)
-    images = np.stack([_checked(read_image(p, unit_range=simulate), shape, p) for p in inputs])
+    images = apply_preprocessing(np.stack([_checked(read_image(p, unit_range=simulate), shape, p) for p in inputs]),
+                                 prep)
     reference = images if simulate else None
     if truth is not None and len(truth):
-        reference = np.stack([_checked(read_image(p), shape, p) for p in truth])
+        reference = apply_preprocessing(np.stack([_checked(read_image(p), shape, p) for p in truth]), prep)
     forward = make_operator(operator, sigma=sigma if operator == "blur" else None,
                             mask=None if mask is None else _checked(read_image(mask), shape, mask)[0])
     x = torch.as_tensor(images, device=device)

@@ -10,6 +10,7 @@ import inspect
 from dataclasses import replace
 
 from ..config import MAVAE_SIZE_DEFAULTS, MODEL_DEFAULTS, SIZE_DEFAULTS, FitConfig
+from ..preprocess import pose_rule
 from .base import Model
 from .registry import MODELS
 
@@ -36,13 +37,25 @@ def resolve(config: FitConfig, image_shape: tuple[int, ...]) -> FitConfig:
     return replace(config, **{name: value for name, value in defaults.items() if getattr(config, name) is None})
 
 
+def has_pose_head(model: str) -> bool:
+    return "pose" in inspect.signature(MODELS[model]).parameters
+
+
+def resolve_pose(config: FitConfig, images) -> FitConfig:
+    """pose "auto" decided on the (preprocessed) training images by ``preprocess.pose_rule``; "none"
+    for a model without a pose head. Other values are kept."""
+    if config.pose != "auto":
+        return config
+    return replace(config, pose=pose_rule(images)["pose"] if has_pose_head(config.model) else "none")
+
+
 def check_model(config: FitConfig) -> None:
     """ValueError for an unknown model name, or a pose head asked of a model without one."""
     if config.model not in MODELS:
         raise ValueError(f"unknown model '{config.model}'; known: {', '.join(MODELS)}")
-    if config.pose != "none" and "pose" not in inspect.signature(MODELS[config.model]).parameters:
+    if config.pose not in ("none", "auto") and not has_pose_head(config.model):
         raise ValueError(f"model '{config.model}' has no pose head; pose='{config.pose}' needs one of: "
-                         + ", ".join(name for name, c in MODELS.items() if "pose" in inspect.signature(c).parameters))
+                         + ", ".join(name for name in MODELS if has_pose_head(name)))
 
 
 def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
@@ -52,8 +65,8 @@ def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
     gets each of MODEL_OPTIONS that its constructor accepts.
     """
     check_model(config)
-    if config.k == "auto":
-        raise ValueError("k='auto' must be resolved first (api.select_k, or api.fit which calls it)")
+    if config.k == "auto" or config.pose == "auto":
+        raise ValueError("k='auto' and pose='auto' must be resolved first (api.fit does; see resolve_pose)")
     config = resolve(config, image_shape)
     cls = MODELS[config.model]
     accepted = inspect.signature(cls).parameters
