@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from .distributed import is_main
 from .config import FitConfig, save_config
 from .datasets import LOADERS, Dataset, load_data, prepare_data
 from .embedding import manifold_coordinates
@@ -150,6 +151,9 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
     goes to elbow.json and elbow.png; config.yaml records the K chosen). With report, the report
     (report.html, figures/, uncertainty.json) is written from what the fit holds in memory, inside
     the staging directory, so it is part of the all-or-nothing run. Returns the metrics.
+
+    Under torchrun (a process group is initialised, see ``distributed``) every rank trains on its
+    shard and rank 0 alone evaluates, writes and commits the run; the other ranks return {}.
     """
     config = absolute_data(config.validate())
     check_model(config)
@@ -165,18 +169,21 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
     setup = {key: value for key, value in asdict(config).items() if key != "device"}  # as asked, K "auto" included
     with staged_run(out_dir, force=force, setup=setup) as stage:
         checkpoint = stage / "checkpoint.pt"
-        if checkpoint.exists() and progress:
+        main = is_main()  # under torchrun only rank 0 writes and prints
+        if checkpoint.exists() and progress and main:
             print(f"resuming from {checkpoint}")
         if config.k == "auto":
             if (stage / "elbow.json").is_file():  # chosen before an interruption
                 config = replace(config, k=int(json.loads((stage / "elbow.json").read_text())["k"]))
             else:
                 curve = select_k(config, progress=progress, data=data)
-                write_elbow(stage, curve)
                 config = replace(config, k=curve.k)
-                if progress:
+                if main:
+                    write_elbow(stage, curve)
+                if progress and main:
                     print(curve.table())
-        save_config(config, stage / "config.yaml")
+        if main:
+            save_config(config, stage / "config.yaml")
         torch.manual_seed(config.seed)
         model = build_model(config, train.image_shape)
         trainer = Trainer(model, train.images, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
@@ -184,6 +191,8 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
                           device=config.device, checkpoint_path=checkpoint, setup=setup, progress=progress)
         start = time.perf_counter()
         history = trainer.fit()
+        if not main:  # the other ranks are done: rank 0 evaluates and writes the run
+            return {}
         result, out = evaluate(model, trainer, train, test)
         result.update(model=config.model, data=data.name, epochs=config.epochs, n_train=len(train), n_test=len(test),
                       train_seconds=round(sum(r["seconds"] for r in history), 2),

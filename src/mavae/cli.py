@@ -118,15 +118,20 @@ def fit(
 ) -> None:
     """Train a model on a cohort and write a run directory (model.pt, assignments.csv, prototypes.png,
     metrics.json, config.yaml, history.csv) and its report (see `mavae report`). Rerun the same command to
-    resume an interrupted run."""
+    resume an interrupted run. On several processes: torchrun --nproc_per_node=N -m mavae fit ..."""
     from .api import fit as run_fit
+    from .distributed import is_main, process_group
 
     k = _k(k)  # a usage error (exit 2) from typer itself
     with _errors_exit_2(out):
         cfg = _config(config, dict(data=data, k=k, epochs=epochs, image_size=image_size, preset=preset,
                                    model=model, pose=pose, manifold=manifold, seed=seed, device=device,
                                    **_preprocessing_options(bias_field, intensity, crop, align)))
-        result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
+        with process_group(cfg.device):  # under torchrun: one process group for the whole fit
+            main = is_main()
+            result = run_fit(cfg, out, force=force, progress=not quiet, report=not no_report)
+    if not main:
+        return
     shown = {key: result[key] for key in ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy",
                                            "seconds_per_epoch") if key in result}
     typer.echo(json.dumps(shown))

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from . import distributed
 from .config import FitConfig, load_config
 from .datasets import Dataset, load_data, preprocess
 from .models import Model, build_model
@@ -94,7 +95,34 @@ def staged_run(out_dir: str | Path, force: bool = False, setup: dict | None = No
     unless force, which clears it. If the body raises, the staging directory is deleted unless it
     holds a checkpoint (kept for resuming); out_dir is not touched either way. out_dir must pass
     ``check_target``.
+
+    Under torchrun only rank 0 prepares, writes and commits; the other ranks wait for its verdict,
+    get the same staging path (to read a checkpoint from) and write nothing.
     """
+    if not distributed.is_main():
+        refusal = distributed.broadcast_object()
+        if refusal is not None:
+            raise RunDirectoryError(refusal)
+        yield staging_dir(out_dir)
+        return
+    try:
+        staging = _prepare_staging(out_dir, force, setup)
+    except Exception as error:  # the other ranks wait for a verdict: give them this one
+        distributed.broadcast_object(str(error))
+        raise
+    distributed.broadcast_object(None)
+    checkpoint = staging / CHECKPOINT
+    try:
+        yield staging
+    except BaseException:
+        if not checkpoint.is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _commit(staging, Path(os.path.abspath(out_dir)), force)
+
+
+def _prepare_staging(out_dir: str | Path, force: bool, setup: dict | None) -> Path:
+    """The staging directory of out_dir, created (with the MARKER) or kept for resuming; see staged_run."""
     out_dir = Path(os.path.abspath(out_dir))
     check_target(out_dir, force)
     staging = staging_dir(out_dir)
@@ -115,13 +143,7 @@ def staged_run(out_dir: str | Path, force: bool = False, setup: dict | None = No
                 _remove(staging)
     staging.mkdir(parents=True, exist_ok=True)
     (staging / MARKER).write_text("written by mavae; --force may replace this directory\n")
-    try:
-        yield staging
-    except BaseException:
-        if not checkpoint.is_file():
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _commit(staging, out_dir, force)
+    return staging
 
 
 def _commit(staging: Path, out_dir: Path, force: bool) -> None:

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from .distributed import broadcast_buffers, gather_rows, shard
 from .models.base import Model
 from .runs import write_atomic
 
@@ -42,9 +43,13 @@ class Trainer:
     """Minimise ``model.loss`` with AdamW (decoupled weight decay, per ``model.parameter_groups``)
     and gradient-norm clipping, on images (n, C, H, W) in [0, 1] held in memory.
 
-    Under ``torch.distributed`` each rank trains on its DistributedSampler shard (batch_size is
-    per rank), gradients are averaged by DistributedDataParallel, every rank encodes the full
-    training set for refits, and only rank 0 writes checkpoints and shows progress.
+    Under ``torch.distributed`` (``torchrun``, see ``distributed``) each rank trains on its
+    DistributedSampler shard with batch_size / W images per step, so the W ranks' step-s batches
+    together are one process's step-s batch (the sampler's permutation is seeded with seed + epoch
+    on every rank); gradients are averaged by DistributedDataParallel. For a refit each rank encodes
+    only its rows, the encodings are gathered on every rank (``distributed.gather_rows``), every
+    rank refits the same prior from them and rank 0's buffers are broadcast so the priors are
+    identical. Only rank 0 writes checkpoints and shows progress.
     """
 
     def __init__(self, model: Model, images, *, epochs: int, batch_size: int = 64, lr: float = 1e-3,
@@ -62,6 +67,8 @@ class Trainer:
         if len(self.images) == 0 or not ((self.images >= 0) & (self.images <= 1)).all():
             raise ValueError("images must be a non-empty float array with values in [0, 1] (no NaN)")
         self.epochs, self.batch_size, self.grad_clip, self.seed = epochs, batch_size, grad_clip, seed
+        self.local_batch = math.ceil(batch_size / self.world_size)  # per rank: the global batch split W ways
+        self.refit_bytes = 0  # bytes this rank received in the last refit (0 in one process)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.setup = setup  # what the checkpoint records of the run's settings (runs.staged_run checks it)
         self.progress = progress and self.rank == 0
@@ -84,7 +91,7 @@ class Trainer:
                                           find_unused_parameters=model.has_unused_parameters)
         sampler = DistributedSampler(range(len(self.images)), num_replicas=self.world_size, rank=self.rank,
                                      shuffle=True, seed=self.seed)
-        steps = math.ceil(len(sampler) / self.batch_size)
+        steps = math.ceil(len(sampler) / self.local_batch)
         bar = tqdm(total=self.epochs * steps, initial=self.epoch * steps, disable=not self.progress,
                    unit="batch", dynamic_ncols=True)
         try:
@@ -99,7 +106,7 @@ class Trainer:
                 sampler.set_epoch(epoch)
                 model.train()
                 sums, count = {}, 0
-                for step, idx in enumerate(torch.tensor(list(sampler)).split(self.batch_size)):
+                for step, idx in enumerate(torch.tensor(list(sampler)).split(self.local_batch)):
                     terms = net(self.images[idx].to(self.device, non_blocking=True))
                     values = torch.stack([t.detach().float() for t in terms.values()])
                     if self.distributed:
@@ -125,6 +132,8 @@ class Trainer:
                     bar.update()
                 record = {"epoch": epoch, **{name: s / count for name, s in sums.items()},
                           "seconds": time.perf_counter() - start, "refit": refit, "refit_end": False}
+                if self.distributed:
+                    record["refit_bytes"] = self.refit_bytes if refit else 0
                 self.history.append(record)
                 self.epoch = epoch + 1
                 self.save_checkpoint()
@@ -140,8 +149,17 @@ class Trainer:
         return self.history
 
     def refit(self) -> None:
-        """Refit the model's prior on the encoder means and log-variances of the whole training set."""
-        self.model.refit(*self.encode_posteriors(self.images))
+        """Refit the model's prior on the encoder means and log-variances of the whole training set:
+        each rank encodes its shard, the rows are gathered on every rank, and rank 0's refitted
+        prior is broadcast (a no-op in one process)."""
+        n = len(self.images)
+        mean, logvar = self.encode_posteriors(self.images[torch.as_tensor(shard(n))])
+        mean, logvar = gather_rows(mean, n), gather_rows(logvar, n)
+        self.model.refit(mean, logvar)
+        broadcast_buffers(self.model)
+        if self.distributed:
+            received = (self.world_size - 1) * math.ceil(n / self.world_size) * mean.shape[1] * 2 * mean.element_size()
+            self.refit_bytes = received + sum(b.numel() * b.element_size() for b in self.model.buffers())
 
     def encode(self, images, batch_size: int = 1024) -> torch.Tensor:
         """Encoder means m(x) (n, d) in eval mode, on the trainer's device."""

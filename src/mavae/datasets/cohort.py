@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from ..config import FitConfig
 from ..preprocess import Preprocessing, apply_preprocessing, fit_preprocessing
@@ -15,13 +16,14 @@ GENERATOR_DEFAULT_PRESET = {"cardiac": "aligned", "brain": "realistic"}
 
 def load_data(config: FitConfig) -> Dataset:
     """The cohort named by config.data, as read: a built-in generator (cardiac, brain: size, preset,
-    count, seed), a named array data set or a folder; image_size, when set, resizes the images
-    (folders and NIfTI resize while loading, so they may mix sizes; a folder of mixed sizes needs it)."""
+    count, seed), a named array data set, an .npz file or a folder; image_size, when set, resizes the
+    images (folders and NIfTI resize while loading, so they may mix sizes; a folder of mixed sizes
+    needs it)."""
     if config.data in GENERATOR_DEFAULT_PRESET:
         return load_dataset(config.data, n_per_class=config.n_per_class, seed=config.data_seed,
                             preset=config.preset or GENERATOR_DEFAULT_PRESET[config.data],
                             image_size=config.image_size or GENERATOR_DEFAULT_SIZE)
-    if config.data in LOADERS:  # named arrays: loaded at their native size, resized here if asked
+    if config.data in LOADERS or Path(config.data).expanduser().is_file():  # arrays (named or .npz): native size
         data = load_dataset(config.data)
         if config.image_size is None or data.image_shape[1:] == (config.image_size,) * 2:
             return data
