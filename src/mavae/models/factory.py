@@ -62,11 +62,14 @@ def build_model(config: FitConfig, image_shape: tuple[int, ...]) -> Model:
     """The model named by config.model, built for image_shape (unset settings: their defaults for it).
 
     Every model takes image_shape, latent_dim, n_components, width, beta, recon and seed; it also
-    gets each of MODEL_OPTIONS that its constructor accepts.
+    gets each of MODEL_OPTIONS that its constructor accepts. pose "auto" builds no pose head: call
+    ``resolve_pose`` with the training images first to decide it.
     """
     check_model(config)
-    if config.k == "auto" or config.pose == "auto":
-        raise ValueError("k='auto' and pose='auto' must be resolved first (api.fit does; see resolve_pose)")
+    if config.k == "auto":
+        raise ValueError("k='auto' must be resolved first (api.select_k, or api.fit which calls it)")
+    if config.pose == "auto":  # deciding needs the images (resolve_pose, as api.fit does); without them: none
+        config = replace(config, pose="none")
     config = resolve(config, image_shape)
     cls = MODELS[config.model]
     accepted = inspect.signature(cls).parameters
