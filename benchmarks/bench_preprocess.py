@@ -176,20 +176,20 @@ def main(argv=None) -> None:
                         help="cohorts fitted without preprocessing and with the defaults (seed 0)")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
-    if not args.table_only:
+    if not args.table_only:  # the rows that carry targets first, so an interrupted run has them
         bias_check()
-        for cohort in args.cohorts:  # the default rows first: they carry the targets
+        for cohort in args.cohorts:
             for seed in args.seeds:
                 run_one(cohort, "+pose (defaults)", "mavae", seed)
             for seed in args.seeds if cohort.endswith("realistic") else ():
                 run_one(cohort, "+pose (defaults)", "vae_gmm", seed)
-        for cohort in args.cohorts:
-            for steps in list(STEPS)[:-1]:
-                for seed in args.ablation_seeds:
-                    run_one(cohort, steps, "mavae", seed)
         for cohort in args.checks:
             for steps in ("+pose (defaults)", "none"):
                 run_one(cohort, steps, "mavae", 0)
+        for cohort in sorted(args.cohorts, key=lambda c: not c.endswith("realistic")):
+            for steps in list(STEPS)[:-1]:
+                for seed in args.ablation_seeds:
+                    run_one(cohort, steps, "mavae", seed)
     text = table()
     write_atomic(RESULTS / "preprocess.md", text.encode())
     print(text)
