@@ -13,7 +13,7 @@ from mavae.preprocess import (Preprocessing, apply_preprocessing, fast_bias_fiel
                               moments, n4_bias_field, otsu_thresholds, pose_rule, silhouette, standardise_intensity,
                               tissue_mask, warp)
 from mavae.runs import load_run, read_assignments
-from toy import fit_args, write_config
+from toy import fit_args, fitted_run, write_config
 
 
 def disc(size=32, centre=(0.0, 0.0), radius=8.0, axes=(1.0, 1.0)):
@@ -139,11 +139,8 @@ def test_brain_generator_subjects_classes_and_covariates():
 
 @pytest.fixture(scope="module")
 def brain_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("brain")
-    config = write_config(root, dict(data="brain", image_size=32, n_per_class=25, epochs=3, warmup_epochs=2, k=4))
-    result = CliRunner().invoke(app, fit_args(config, root / "run"))
-    assert result.exit_code == 0, result.output
-    return root / "run"
+    return fitted_run(tmp_path_factory.mktemp("brain"),
+                      dict(data="brain", image_size=32, n_per_class=25, epochs=3, warmup_epochs=2, k=4))
 
 
 def test_run_records_preprocessing_and_reads_its_images_again_the_same_way(brain_run, tmp_path):

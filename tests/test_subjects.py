@@ -8,16 +8,13 @@ from typer.testing import CliRunner
 from mavae.cli import app
 from mavae.datasets import make_cardiac
 from mavae.subjects import conform, ood_threshold
-from toy import fit_args, write_config
+from toy import fitted_run
 
 
 @pytest.fixture(scope="module")
 def cardiac_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("assign")
-    config = write_config(root, dict(data="cardiac", image_size=32, n_per_class=40, epochs=6, warmup_epochs=3, k=5))
-    result = CliRunner().invoke(app, fit_args(config, root / "run"))
-    assert result.exit_code == 0, result.output
-    return root / "run"
+    return fitted_run(tmp_path_factory.mktemp("assign"),
+                      dict(data="cardiac", image_size=32, n_per_class=40, epochs=6, warmup_epochs=3, k=5))
 
 
 def test_threshold_is_the_training_quantile():

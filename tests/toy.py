@@ -24,6 +24,13 @@ def fit_args(config: Path, out: Path, *extra) -> list[str]:
     return ["fit", "--config", str(config), "--out", str(out), "--quiet", "--no-report", *map(str, extra)]
 
 
+def fitted_run(directory: Path, settings: dict) -> Path:
+    """``mavae fit`` of settings into directory/run (quiet, no report), asserted to exit 0; returns the run."""
+    result = CliRunner().invoke(app, fit_args(write_config(directory, settings), directory / "run"))
+    assert result.exit_code == 0, result.output
+    return directory / "run"
+
+
 def square_cohorts(n=120, size=16, seed=0):
     """Three easy 'cohorts' of 16-px images: a bright square in one of three places, plus noise."""
     rng = np.random.default_rng(seed)

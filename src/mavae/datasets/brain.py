@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Dataset
+from .common import shuffled_classes, split_per_class, tests_per_class
 
 BRAIN_CLASSES = ("healthy", "lesion-left", "lesion-right", "atrophy")
 
@@ -55,10 +56,7 @@ def make_brain(n_per_class: int = 500, image_size: int = 64, preset: str = "real
     for name, value, low in (("n_per_class", n_per_class, 1), ("image_size", image_size, 16)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    n_test = int(round(test_fraction * n_per_class))
-    if not 0 < n_test < n_per_class:
-        raise ValueError(f"test_fraction={test_fraction} gives {n_test} of n_per_class={n_per_class} test "
-                         "subjects per class; both splits need at least one")
+    n_test = tests_per_class(test_fraction, n_per_class)
     knobs = dict(BRAIN_PRESETS[preset])
     given = dict(shift_sd=shift_sd, size_sd=size_sd, rotation_sd_deg=rotation_sd_deg, gain_sd=gain_sd,
                  bias_amplitude=bias_amplitude, noise_sd=noise_sd)
@@ -67,10 +65,9 @@ def make_brain(n_per_class: int = 500, image_size: int = 64, preset: str = "real
         if value < 0:
             raise ValueError(f"{name} must be >= 0; got {value}")
 
-    rng = np.random.default_rng(seed)
     n_classes = len(BRAIN_CLASSES)
-    n = n_classes * n_per_class
-    labels = rng.permutation(np.repeat(np.arange(n_classes, dtype=np.int64), n_per_class))
+    rng, labels = shuffled_classes(seed, n_classes, n_per_class)
+    n = len(labels)
     ventricle = (1 + 0.1 * rng.standard_normal(n)) * np.where(labels == 3, atrophy_factor, 1.0)
     aspect = 1 + 0.03 * rng.standard_normal(n)
     lesion_x = rng.uniform(0.18, 0.38, n) * np.where(labels == 1, -1.0, 1.0)
@@ -86,10 +83,7 @@ def make_brain(n_per_class: int = 500, image_size: int = 64, preset: str = "real
     if np.any(size <= 0.2) or np.any(gain <= 0):
         raise ValueError("size_sd / gain_sd drew a non-positive size or gain")
 
-    rank = np.empty(n, dtype=np.int64)
-    for k in range(n_classes):
-        rank[labels == k] = np.arange(n_per_class)
-    split = np.where(rank < n_test, "test", "train")
+    split = split_per_class(labels, n_classes, n_test)
 
     images = np.empty((n, 1, image_size, image_size), dtype=np.float32)
     chunk = max(1, _PIXELS_PER_CHUNK // image_size ** 2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mavae.datasets.base import Dataset
+from mavae.datasets.common import shuffled_classes, split_per_class, tests_per_class
 
 CARDIAC_CLASSES = ("healthy", "subendocardial", "transmural", "mid-wall", "epicardial")
 
@@ -82,14 +83,7 @@ def make_cardiac(
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
     _check_int("n_per_class", n_per_class, 1)
     _check_int("image_size", image_size, 16)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
-    n_test = int(round(test_fraction * n_per_class))
-    if not 0 < n_test < n_per_class:
-        raise ValueError(
-            f"test_fraction={test_fraction} gives {n_test} of n_per_class={n_per_class} test "
-            "images per class; both splits need at least one"
-        )
+    n_test = tests_per_class(test_fraction, n_per_class)
     for name, value in (("background", background), ("myocardium_intensity", myocardium_intensity),
                         ("scar_intensity", scar_intensity)):
         if not 0.0 <= value <= 1.0:
@@ -119,10 +113,9 @@ def make_cardiac(
             raise ValueError(f"{name} must be >= 0; got {value}")
 
     # Geometric factors, all drawn before anything that depends on image_size.
-    rng = np.random.default_rng(seed)
     n_classes = len(CARDIAC_CLASSES)
-    n = n_classes * n_per_class
-    labels = rng.permutation(np.repeat(np.arange(n_classes, dtype=np.int64), n_per_class))
+    rng, labels = shuffled_classes(seed, n_classes, n_per_class)
+    n = len(labels)
     start_u = rng.random(n)
     arc = rng.uniform(arc_lo, arc_hi, n)
     centre_z = rng.standard_normal((n, 2))
@@ -136,12 +129,7 @@ def make_cardiac(
     if np.any(radius_factor <= 0):
         raise ValueError(f"radius_jitter_sd={radius_sd} drew a non-positive radius factor")
 
-    # The order is already a seeded permutation, so each class's first n_test images are a
-    # uniform random choice.
-    rank_in_class = np.empty(n, dtype=np.int64)
-    for k in range(n_classes):
-        rank_in_class[labels == k] = np.arange(n_per_class)
-    split = np.where(rank_in_class < n_test, "test", "train")
+    split = split_per_class(labels, n_classes, n_test)  # the order is seeded: each class's first are random
 
     # Healthy images get the empty band [0, 0], which covers no pixel.
     band_table = np.array([(0.0, 0.0), subendocardial_band, transmural_band, midwall_band,

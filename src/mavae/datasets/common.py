@@ -109,6 +109,32 @@ def split_by_subject(subject_ids: np.ndarray, test_fraction: float, seed: int,
     return np.where(np.isin(subject_ids, test_subjects), "test", "train")
 
 
+def tests_per_class(test_fraction: float, n_per_class: int) -> int:
+    """round(test_fraction * n_per_class), checked to leave both splits at least one image per class."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    n_test = int(round(test_fraction * n_per_class))
+    if not 0 < n_test < n_per_class:
+        raise ValueError(f"test_fraction={test_fraction} gives {n_test} of n_per_class={n_per_class} test "
+                         "images per class; both splits need at least one")
+    return n_test
+
+
+def shuffled_classes(seed: int, n_classes: int, n_per_class: int) -> tuple[np.random.Generator, np.ndarray]:
+    """(rng, labels): a generator seeded with seed, and n_per_class labels of each class in the random
+    order of its first draw; a generator draws every later factor from the same rng."""
+    rng = np.random.default_rng(seed)
+    return rng, rng.permutation(np.repeat(np.arange(n_classes, dtype=np.int64), n_per_class))
+
+
+def split_per_class(labels: np.ndarray, n_classes: int, n_test: int) -> np.ndarray:
+    """"test" for the first n_test images of each class in the (already shuffled) order, else "train"."""
+    rank_in_class = np.empty(len(labels), dtype=np.int64)
+    for k in range(n_classes):
+        rank_in_class[labels == k] = np.arange((labels == k).sum())
+    return np.where(rank_in_class < n_test, "test", "train")
+
+
 def resize_cohort(images: np.ndarray, size: int) -> np.ndarray:
     """(n, C, H, W) -> (n, C, size, size), each channel by ``resize_images``."""
     n, channels = images.shape[:2]
