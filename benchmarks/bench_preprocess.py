@@ -172,6 +172,8 @@ def main(argv=None) -> None:
     parser.add_argument("--cohorts", nargs="+", default=list(COHORTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the default rows")
     parser.add_argument("--ablation-seeds", nargs="+", type=int, default=[0], help="seeds of the other rows")
+    parser.add_argument("--gmm-cohorts", nargs="*", default=["brain:realistic"],
+                        help="cohorts whose default rows also fit VAE + GMM at the same settings")
     parser.add_argument("--checks", nargs="*", default=list(CHECKS),
                         help="cohorts fitted without preprocessing and with the defaults (seed 0)")
     parser.add_argument("--table-only", action="store_true")
@@ -181,7 +183,7 @@ def main(argv=None) -> None:
         for cohort in args.cohorts:
             for seed in args.seeds:
                 run_one(cohort, "+pose (defaults)", "mavae", seed)
-            for seed in args.seeds if cohort.endswith("realistic") else ():
+            for seed in args.seeds if cohort in args.gmm_cohorts else ():
                 run_one(cohort, "+pose (defaults)", "vae_gmm", seed)
         for cohort in args.checks:
             for steps in ("+pose (defaults)", "none"):
