@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..mixture import log_gaussian_prob, precision_cholesky
+from ..mixture import estimate_covariances, log_gaussian_prob, precision_cholesky
 
 
 def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor,
@@ -17,6 +17,18 @@ def kl_diag_to_full(mean: torch.Tensor, logvar: torch.Tensor, mu: torch.Tensor,
     maha = ((mean - mu)[:, :, None] * prec_chol).sum(1).square().sum(1)  # ||P^T (m - mu)||^2
     log_det_s = -2.0 * torch.diagonal(prec_chol, dim1=-2, dim2=-1).log().sum(1)
     return 0.5 * (trace + maha - mean.shape[1] + log_det_s - logvar.sum(1))
+
+
+def mixture_in_latents(z, resp, means, reg_covar: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """The Gaussian mixture in z of a partition found in another space (e.g. manifold coordinates):
+    given responsibilities gamma (n, K) and anchors mu_k (K, d) in z, Sigma_k = sum_i gamma_ik
+    (z_i - mu_k)(z_i - mu_k)^T / N_k + reg_covar I and pi_k = N_k / n, N_k = sum_i gamma_ik.
+    Returns (covariances (K, d, d), weights (K,)) as float64 arrays."""
+    z, resp = torch.as_tensor(np.asarray(z, dtype=np.float64)), torch.as_tensor(np.asarray(resp, dtype=np.float64))
+    nk = resp.sum(0) + 1e-12
+    covariances = estimate_covariances(z, resp, nk, torch.as_tensor(np.asarray(means, dtype=np.float64)), "full",
+                                       reg_covar)
+    return covariances.numpy(), (nk / len(z)).numpy()
 
 
 class MixturePrior(nn.Module):

@@ -7,8 +7,8 @@ import torch
 from ...config import FitConfig
 from ...embedding import MANIFOLDS, manifold_coordinates
 from ...geometry import dirichlet_energy
-from ...mixture import ManifoldAnchoredGMM, estimate_covariances
-from ..prior import MixturePrior
+from ...mixture import ManifoldAnchoredGMM
+from ..prior import MixturePrior, mixture_in_latents
 from ..vae import VAE, kl_standard_normal
 
 
@@ -90,11 +90,8 @@ class MAVAE(VAE):
         resp = gmm.predict_proba(u)
         means, covariances, weights = gmm.means_, gmm.covariances_, gmm.weights_
         if self.manifold != "none":  # the prior in z from the responsibilities found in u
-            r, zk = torch.as_tensor(resp), torch.as_tensor(x)
-            nk = r.sum(0) + 1e-12
             means = x[gmm.medoid_indices_]
-            covariances = estimate_covariances(zk, r, nk, torch.as_tensor(means), "full", gmm.reg_covar).numpy()
-            weights = (nk / len(x)).numpy()
+            covariances, weights = mixture_in_latents(x, resp, means, gmm.reg_covar)
         extra_variance = None
         if logvars is not None:
             var = logvars.detach().double().cpu()[keep].exp().numpy()

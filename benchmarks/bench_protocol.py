@@ -1,0 +1,342 @@
+"""One protocol for every model on the real and synthetic cohorts (docs/method.md section 6).
+
+Every row: train split -> test split, K given, CLI defaults unless the row says otherwise, seeds
+0 1 2. Each (cohort, row, seed) writes one JSON file under benchmarks/results/runs/<cohort>/ as
+soon as it finishes (with the machine and the wall time); an existing file is kept, so a job
+resumes where it stopped. ``tables`` regenerates benchmarks/results/protocol.md and the README's
+protocol block from those files alone.
+
+Rows:
+- ``mavae``: the MA-VAE with every default (``mavae fit --data D --k K --seed S``).
+- ``mavae_latents``: the same with MA-EM on the latents (``--manifold none``).
+- ``vae``: a plain VAE at the MA-VAE's own resolved settings (networks, likelihood, beta, latent
+  size, epochs, batch, learning rate); one training gives the matched rows, each a clusterer on its
+  training encoder means, applied to the test split in z:
+  ``vae+gmm`` (GaussianMixture, full covariances, best of 30 initialisations, as the vae_gmm model),
+  ``vae+kmeans`` (k-means, best of 30), ``vae+umap+gmm`` (the N2D recipe: GaussianMixture on the UMAP
+  coordinates, carried to z by its responsibilities), ``vae+maem`` and ``vae+umap+maem``
+  (manifold-anchored EM on the latents / on the UMAP coordinates, 30 initialisations, medoids as
+  prototypes). UMAP and the post-hoc fits use the MA-VAE's refit subsample (at most
+  refit_max_points encodings, seeded).
+- peers at their own defaults: ``vade``, ``gmvae``, ``vaesim``, ``diffusion_gmm``, ``charts``.
+- any row + ``@pose=rigid`` / ``@pose=none``: the same with that pose head setting (cardiac).
+- ``pixels``: kNN accuracy (k=5) on raw pixels (after the run's preprocessing), the reference a
+  representation has to beat.
+
+    python benchmarks/bench_protocol.py run --data pneumoniamnist --k 2 --rows mavae vae --seeds 0 1 2
+    python benchmarks/bench_protocol.py run --data cardiac --preset rotated --k 5 --rows mavae@pose=none
+    python benchmarks/bench_protocol.py tables
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture
+
+from mavae import metrics
+from mavae.api import fit
+from mavae.config import FitConfig
+from mavae.datasets import load_data
+from mavae.datasets.cohort import prepare_data
+from mavae.embedding import manifold_coordinates
+from mavae.mixture import ManifoldAnchoredGMM
+from mavae.models.factory import resolve
+from mavae.models.prior import MixturePrior, mixture_in_latents
+from mavae.runs import load_run, read_assignments, write_atomic
+from mavae.training import stratify
+
+ROOT = Path(__file__).resolve().parent
+RUNS = ROOT / "results" / "runs"
+README = ROOT.parent / "README.md"
+PEERS = ("vade", "gmvae", "vaesim", "diffusion_gmm", "charts")
+POSTHOC = ("vae+gmm", "vae+kmeans", "vae+umap+gmm", "vae+maem", "vae+umap+maem")
+ROWS = ("mavae", "mavae_latents", "vae", *PEERS, "pixels")
+N_INIT = 30  # the MA-VAE's and vae_gmm's number of initialisations
+SCORES = ("acc", "nmi", "ari", "statistical_accuracy", "knn_accuracy", "linear_probe_accuracy", "n_degenerate",
+          "normal_recall", "sharpness_mean", "on_manifold_distance_mean")
+
+
+# ---- the machine and the cohort ----------------------------------------------------------------
+
+def machine(device: str) -> dict:
+    """What ran it: CPU model, cores, torch threads, device (and the GPU's name)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    out = dict(platform=platform.machine(), cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+               device=device, torch=torch.__version__)
+    if device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cohort_name(data: str, k: int, preset: str | None) -> str:
+    return f"{data}{'-' + preset if preset else ''}-k{k}"
+
+
+def parse_row(row: str) -> tuple[str, dict]:
+    """'mavae@pose=rigid' -> ('mavae', {'pose': 'rigid'})."""
+    name, *options = row.split("@")
+    if name not in ROWS:
+        raise SystemExit(f"unknown row {name!r}; rows: {', '.join(ROWS)}")
+    return name, dict(option.split("=", 1) for option in options)
+
+
+def base_config(args, seed: int, **overrides) -> FitConfig:
+    """The row's FitConfig: the defaults, with the cohort, K, seed, device and the test-only overrides."""
+    small = {key: getattr(args, key) for key in ("epochs", "n_per_class", "image_size") if getattr(args, key)}
+    return FitConfig(data=args.data, preset=args.preset, k=args.k, seed=seed, device=args.device,
+                     **small, **overrides).validate()
+
+
+# ---- scores ------------------------------------------------------------------------------------
+
+def normal_recall(train_labels, train_clusters, test_labels, test_clusters) -> float:
+    """Test recall of label 0 (PneumoniaMNIST: normal) under the statistical mapping (each component ->
+    the majority label of its training members)."""
+    mapping = metrics.cluster_to_label_map(train_labels, train_clusters, components=np.unique(train_clusters))
+    predicted = np.array([mapping.get(c, -1) for c in test_clusters])
+    return float((predicted[test_labels == 0] == 0).mean())
+
+
+def scores(result: dict, train_labels, train_clusters, test_labels, test_clusters, sharpness, prototypes_real) -> dict:
+    out = {key: result[key] for key in SCORES if key in result}
+    out["normal_recall"] = normal_recall(train_labels, train_clusters, test_labels, test_clusters)
+    out["sharpness_mean"] = float(np.nanmean(sharpness))
+    out["prototypes_real"] = bool(prototypes_real)
+    return out
+
+
+def fit_scores(run_dir: Path, result: dict) -> dict:
+    """The scores of a fitted run, from its metrics and assignments."""
+    rows = read_assignments(run_dir / "assignments.csv")
+    train, test = rows["split"] == "train", rows["split"] == "test"
+    return scores(result, rows["label"][train], rows["cluster"][train], rows["label"][test], rows["cluster"][test],
+                  result["sharpness"], result.get("archetype_train_indices") is not None)
+
+
+# ---- the matched rows: clusterers on one VAE's latents -----------------------------------------
+
+def posthoc_rows(run_dir: Path, seed: int) -> dict[str, dict]:
+    """Each of POSTHOC fitted on the training encoder means of the VAE in run_dir; scores per row."""
+    run = load_run(run_dir)
+    model, config, (train, test) = run.model(), run.config, run.data()
+    k = config.k
+    z_train = stratify(model, train.images)[0].double().numpy()
+    z_test = stratify(model, test.images)[0].double().numpy()
+    rng = np.random.default_rng([seed, 0])
+    keep = np.arange(len(z_train))
+    if len(keep) > config.refit_max_points:
+        keep = np.sort(rng.choice(len(keep), config.refit_max_points, replace=False))
+    z_fit = z_train[keep]
+    u = None
+    out = {}
+    for name in POSTHOC:
+        start = time.perf_counter()
+        medoids = None
+        if name.endswith("umap+gmm") or name.endswith("umap+maem"):
+            if u is None:
+                u = manifold_coordinates(z_fit, "umap", seed=int(rng.integers(2**31 - 1)))
+            space = u
+        else:
+            space = z_fit
+        if name.endswith("kmeans"):
+            kmeans = KMeans(k, n_init=N_INIT, random_state=seed).fit(space)
+            means, resp = kmeans.cluster_centers_, np.eye(k)[kmeans.labels_]
+        elif name.endswith("gmm"):
+            gmm = GaussianMixture(k, n_init=N_INIT, random_state=seed).fit(space)
+            means, resp = gmm.means_, gmm.predict_proba(space)
+        else:
+            gmm = ManifoldAnchoredGMM(k, init_params="em", n_init=N_INIT, random_state=seed).fit(space)
+            medoids, resp = gmm.medoid_indices_, gmm.predict_proba(space)
+            means = space[medoids]
+        if space is u:  # carry the partition to z: anchors are the medoids, or the responsibility-weighted means
+            means = z_fit[medoids] if medoids is not None else (resp.T @ z_fit) / (resp.sum(0)[:, None] + 1e-12)
+        covariances, weights = mixture_in_latents(z_fit, resp, means)
+        if name.endswith("kmeans"):  # k-means assigns by the nearest centre: equal spherical components
+            covariances, weights = np.eye(z_fit.shape[1])[None].repeat(k, 0), np.full(k, 1.0 / k)
+        prior = MixturePrior(k, z_fit.shape[1]).double()
+        prior.set(means, covariances, weights)
+        with torch.no_grad():
+            c_train = prior.posterior(torch.as_tensor(z_train)).argmax(1).numpy()
+            c_test = prior.posterior(torch.as_tensor(z_test)).argmax(1).numpy()
+            decoded = model.decode(torch.as_tensor(means, dtype=torch.float32)).numpy()
+        result = metrics.evaluate_clustering(z_train, c_train, z_test, c_test, train_labels=train.labels,
+                                             test_labels=test.labels, prototype_latents=means, n_components=k, seed=0)
+        sharp = metrics.sharpness(decoded, train.images, c_train)
+        out[name] = dict(scores(result, train.labels, c_train, test.labels, c_test, sharp, medoids is not None),
+                         cluster_seconds=round(time.perf_counter() - start, 2))
+    return out
+
+
+def pixel_row(config: FitConfig) -> dict:
+    """kNN accuracy (k=5) on the preprocessed pixels, train split -> test split."""
+    data = prepare_data(config, load_data(config))[0]
+    train, test = data.subset("train"), data.subset("test")
+    return dict(knn_accuracy=metrics.knn_accuracy(train.images.reshape(len(train), -1), train.labels,
+                                                  test.images.reshape(len(test), -1), test.labels))
+
+
+# ---- one (cohort, row, seed) -------------------------------------------------------------------
+
+def run_one(args, row: str, seed: int, tmp: Path) -> list[Path]:
+    """Fit one row and seed; write its JSON file(s); returns the paths written (none if all exist)."""
+    name, options = parse_row(row)
+    if name == "pixels" and seed != min(args.seeds):  # no seed: one file
+        return []
+    folder = Path(args.runs_dir) / cohort_name(args.data, args.k, args.preset)
+    suffix = "".join(f"@{key}={value}" for key, value in options.items())
+    names = [f"{p}{suffix}" for p in POSTHOC] if name == "vae" else [row]
+    paths = [folder / f"{n}-seed{seed}.json" for n in names]
+    if all(p.is_file() for p in paths):
+        return []
+    base = base_config(args, seed, **options)
+    record = dict(cohort=folder.name, data=args.data, preset=args.preset, k=args.k, seed=seed, machine=machine(
+        args.device), commit=commit(), date=datetime.date.today().isoformat(),
+        command=" ".join(["python", "benchmarks/bench_protocol.py", *sys.argv[1:]]))
+    start = time.perf_counter()
+    if name == "pixels":
+        rows = {row: pixel_row(base)}
+        record["config"] = asdict(base)
+    else:
+        if name == "vae":  # the MA-VAE's own resolved settings, trained as a plain VAE
+            shape = load_data(base).images.shape[1:]
+            mavae = resolve(base, shape)
+            config = replace(mavae, model="vae_gmm", manifold=None)
+        elif name == "mavae_latents":
+            config = replace(base, manifold="none")
+        elif name == "mavae":
+            config = base
+        else:
+            config = replace(base, model=name)
+        run_dir = tmp / f"{name}-{seed}"
+        result = fit(config, run_dir, progress=False, report=False, force=True)
+        record.update(config=asdict(config), seconds_per_epoch=result["seconds_per_epoch"],
+                      fit_seconds=round(time.perf_counter() - start, 1),
+                      preprocessing=result.get("preprocessing_seconds"))
+        rows = posthoc_rows(run_dir, seed) if name == "vae" else {row: fit_scores(run_dir, result)}
+        if name == "vae":
+            rows = {f"{n}{suffix}": v for n, v in rows.items()}
+    record["wall_seconds"] = round(time.perf_counter() - start, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, (row_name, values) in zip(paths, rows.items()):
+        write_atomic(path, (json.dumps(dict(record, row=row_name, **values), indent=1, default=str) + "\n").encode())
+        print(f"{path}: " + ", ".join(f"{key} {values[key]:.3f}" for key in
+                                                              ("acc", "statistical_accuracy", "knn_accuracy")
+                                                              if values.get(key) is not None), flush=True)
+    return paths
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+def read_runs(root: Path = RUNS) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))]
+
+
+def median_cell(values: list[float]) -> str:
+    return f"{np.median(values):.3f}" + (f" ({min(values):.3f}–{max(values):.3f})" if len(values) > 1 else "")
+
+
+TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat. acc."),
+                 ("normal_recall", "normal recall"), ("knn_accuracy", "kNN acc."), ("n_degenerate", "degenerate"),
+                 ("sharpness_mean", "sharpness"), ("on_manifold_distance_mean", "on-manifold dist."),
+                 ("wall_seconds", "wall s"))
+
+
+def render(runs: list[dict]) -> str:
+    """One table per cohort: per row, the median (min–max) over seeds of each score."""
+    parts = []
+    for cohort in sorted({r["cohort"] for r in runs}):
+        sub = [r for r in runs if r["cohort"] == cohort]
+        present = [(key, title) for key, title in TABLE_COLUMNS if any(r.get(key) is not None for r in sub)]
+        lines = [f"### {cohort}", "", "| row | seeds | " + " | ".join(t for _, t in present) + " | prototypes |",
+                 "|---|---|" + "---|" * len(present) + "---|"]
+        order = {name: i for i, name in enumerate(["mavae", "mavae_latents", *POSTHOC, *PEERS, "pixels"])}
+        for row in sorted({r["row"] for r in sub}, key=lambda n: (order.get(n.split("@")[0], 99), n)):
+            rs = sorted((r for r in sub if r["row"] == row), key=lambda r: r["seed"])
+            cells = [median_cell([r[key] for r in rs if r.get(key) is not None])
+                     if any(r.get(key) is not None for r in rs) else "–" for key, _ in present]
+            real = {r.get("prototypes_real") for r in rs} - {None}
+            lines.append(f"| {row} | {' '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
+                         + f" | {'real' if real == {True} else 'synthetic' if real == {False} else '–'} |")
+        machines = sorted({f"{r['machine']['cpu']} ({r['machine']['device']})" for r in sub})
+        lines += ["", f"Machines: {'; '.join(machines)}. Wall s for the vae+ rows is the one VAE training plus "
+                  "all five clusterers."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def protocol_markdown(runs: list[dict]) -> str:
+    return ("`python benchmarks/bench_protocol.py tables` (from benchmarks/results/runs/*/*.json)\n\n"
+            "Median (min–max) over seeds; test split; K given. Sharpness: the decoded prototype's mean Sobel "
+            "gradient over its members'; on-manifold distance: the prototype's distance to the nearest training "
+            "encoding over the median nearest-neighbour distance (0 = a real subject).\n\n" + render(runs) + "\n")
+
+
+README_START, README_END = "<!-- protocol:start -->", "<!-- protocol:end -->"
+
+
+def readme_block(runs: list[dict]) -> str:
+    return f"{README_START}\n{render(runs)}\n{README_END}"
+
+
+def write_tables() -> None:
+    runs = read_runs()
+    write_atomic(ROOT / "results" / "protocol.md", protocol_markdown(runs).encode())
+    text = README.read_text()
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    write_atomic(README, (text[:start] + readme_block(runs) + text[end:]).encode())
+    print(f"wrote benchmarks/results/protocol.md and the README block from {len(runs)} run files")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="fit rows x seeds on one cohort, one JSON file per (row, seed)")
+    run.add_argument("--data", required=True)
+    run.add_argument("--k", type=int, required=True)
+    run.add_argument("--preset", default=None)
+    run.add_argument("--rows", nargs="+", default=["mavae", "vae", "mavae_latents"])
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--tables", action="store_true", help="regenerate the tables after each run")
+    run.add_argument("--runs-dir", default=str(RUNS), help=argparse.SUPPRESS)  # tests: tiny runs elsewhere
+    for name in ("epochs", "n-per-class", "image-size"):
+        run.add_argument(f"--{name}", type=int, default=None, help=argparse.SUPPRESS)  # tests only
+    sub.add_parser("tables", help="regenerate benchmarks/results/protocol.md and the README block")
+    args = parser.parse_args()
+    if args.command == "tables":
+        write_tables()
+        return
+    for row in args.rows:
+        parse_row(row)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for row in args.rows:
+                if run_one(args, row, seed, Path(tmp)) and args.tables:
+                    write_tables()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Every benchmark number in the README comes from a committed result file: the protocol block and
+benchmarks/results/protocol.md are what ``bench_protocol.py tables`` makes of the run files, and
+each other number in the README's Benchmarks section is found (to its printed precision) in the
+result files."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+sys.path.insert(0, str(BENCHMARKS))
+import bench_protocol  # noqa: E402
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+")
+
+
+def benchmark_section(text: str) -> str:
+    """The README's Benchmarks section without the generated protocol block."""
+    section = text[text.index("## Benchmarks"):]
+    start, end = section.index(bench_protocol.README_START), section.index(bench_protocol.README_END)
+    return section[:start] + section[end:]
+
+
+def test_readme_protocol_block_and_protocol_md_are_generated_from_the_run_files():
+    runs = bench_protocol.read_runs()
+    assert bench_protocol.readme_block(runs) in (ROOT / "README.md").read_text(), \
+        "README's protocol block differs from the run files: python benchmarks/bench_protocol.py tables"
+    assert (RESULTS / "protocol.md").read_text() == bench_protocol.protocol_markdown(runs)
+
+
+def test_every_run_file_records_its_machine_time_and_setting():
+    for run in bench_protocol.read_runs():
+        assert {"cpu", "cpu_count", "device"} <= set(run["machine"]), run["cohort"]
+        assert run["wall_seconds"] > 0 and run["row"] and run["seed"] >= 0 and "config" in run
+
+
+def file_values(paths) -> list[float]:
+    """Every number written in the files (and in their .json / .md siblings)."""
+    values = []
+    for path in {sibling for p in paths for sibling in (p, p.with_suffix(".json"), p.with_suffix(".md"))}:
+        if path.is_file():
+            values += [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", path.read_text())]
+    return values
+
+
+def entries(section: str) -> list[str]:
+    """The section cut where a paragraph starts with a command (`python ... or `mavae ...)."""
+    return [e for e in re.split(r"\n(?=`python |`mavae )", section) if e.strip()]
+
+
+def test_every_number_in_the_readme_benchmarks_section_is_in_the_result_file_it_names():
+    missing = []
+    for entry in entries(benchmark_section((ROOT / "README.md").read_text())):
+        paths = [p for name in re.findall(r"benchmarks/results/[\w.*-]+", entry)
+                 for p in ROOT.glob(name.rstrip("."))]
+        values = file_values(paths)
+        for text in NUMBER.findall(entry):
+            decimals, target = len(text.split(".")[1]), float(text)
+            if not any(abs(v - target) <= 0.5 * 10 ** -decimals + 1e-12 for v in values):
+                missing.append(f"{text} ({entry.splitlines()[0][:50]})")
+    assert not missing, f"README numbers not in the result files their paragraph names: {missing}"
+
+
+@pytest.mark.parametrize("rows", [["mavae", "vae", "pixels"]])
+def test_bench_protocol_writes_one_file_per_row_and_seed_and_resumes(tmp_path, rows):
+    command = [sys.executable, str(BENCHMARKS / "bench_protocol.py"), "run", "--data", "cardiac", "--k", "5",
+               "--rows", *rows, "--seeds", "0", "--epochs", "2", "--n-per-class", "12", "--image-size", "32",
+               "--runs-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(p.name for p in (tmp_path / "cardiac-k5").iterdir())
+    assert files == sorted(["mavae-seed0.json", "pixels-seed0.json"]
+                           + [f"{name}-seed0.json" for name in bench_protocol.POSTHOC])
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "cardiac-k5").iterdir()]
+    vae = [r for r in runs if r["row"].startswith("vae+")]
+    assert {r["config"]["model"] for r in vae} == {"vae_gmm"}
+    assert {(r["config"]["beta"], r["config"]["recon"]) for r in vae} == {(0.01, "bce")}  # the MA-VAE's 32-px
+    assert all(r["prototypes_real"] == r["row"].endswith("maem") for r in vae)
+    assert all(0 <= r["acc"] <= 1 and r["on_manifold_distance_mean"] >= 0 for r in vae)
+    maem = [r for r in vae if r["row"].endswith("maem")]
+    assert all(r["on_manifold_distance_mean"] == 0 for r in maem)  # medoids are training encodings
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0 and again.stdout == "", "a finished (row, seed) is not fitted again"
+    table = bench_protocol.render(runs)
+    assert "| mavae | 0 |" in table and "| vae+umap+maem | 0 |" in table
