@@ -140,6 +140,15 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
     weights_init, means_init, precisions_init : optional starting parameters (as in
         sklearn's GaussianMixture); with means_init alone, points are hard-assigned to the
         nearest mean and one M-step follows.
+    split_merge : after the initialisations, split-and-merge moves (Ueda et al., Neural Computation
+        2000) on the kept fit: merge the two components whose responsibilities overlap most
+        (J_merge(i, j) = sum_n gamma_ni gamma_nj), split a third along its principal axis (the one whose
+        Gaussian fits its members worst: local KL J_split(k) = sum_n f_nk ln(f_nk / N(z_n | mu_k, Sigma_k)),
+        f_nk = gamma_nk / N_k), rerun EM from there and keep the result if its log-likelihood rises by
+        more than tol. Up to ``split_merge`` such triples are tried per round, in that order; rounds
+        go on while one is kept. This escapes the typical local optimum of EM, one true cluster split
+        in two while two others share a component, which more restarts find only by chance. 0: none.
+        Not applied when the fit starts from given or warm parameters, or for K < 3.
     warm_start : start the next ``fit`` from this fit's parameters (n_init is then ignored).
     random_state : seed for the seeding, the bandwidth sample and the medoid sampling.
 
@@ -152,7 +161,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
                  max_iter=100, n_init=1, init_params="k-means++", bandwidth="median", max_references="auto",
                  max_candidates="auto",
                  chunk_size=DEFAULT_CHUNK, weights_init=None, means_init=None, precisions_init=None,
-                 warm_start=False, random_state=None):
+                 split_merge=5, warm_start=False, random_state=None):
         self.n_components = n_components
         self.anchor = anchor
         self.covariance_type = covariance_type
@@ -168,6 +177,7 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.split_merge = split_merge
         self.warm_start = warm_start
         self.random_state = random_state
 
@@ -184,6 +194,9 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         positive_int("max_iter")
         positive_int("n_init")
         positive_int("chunk_size")
+        if isinstance(self.split_merge, bool) or not isinstance(self.split_merge, (int, np.integer)) \
+                or self.split_merge < 0:
+            raise ValueError(f"split_merge must be an integer >= 0, got {self.split_merge!r}")
         for name in ("max_references", "max_candidates"):
             if getattr(self, name) != "auto":
                 positive_int(name, allow_none=True)
@@ -236,6 +249,8 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
             fitted = self._fit_once(x, sigma, rng, warm)
             if fitted["lower_bound"] > best_ll or best is None:
                 best, best_ll = fitted, fitted["lower_bound"]
+        if not warm and self.means_init is None and self.split_merge > 0 and self.n_components >= 3:
+            best = self._split_and_merge(x, sigma, rng, best)
         if not best["converged"]:
             warnings.warn(f"MA-EM did not converge in max_iter={self.max_iter} iterations; try a larger "
                           "max_iter or tol, or check the data.", ConvergenceWarning, stacklevel=2)
@@ -288,6 +303,61 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         return dict(means=means, covariances=covs, weights=weights, prec_chol=prec_chol, lower_bound=ll,
                     converged=converged, n_iter=n_iter,
                     medoid_indices=None if medoids is None else medoids.numpy().copy())
+
+    def _split_and_merge(self, x, sigma, rng, best):
+        """Split-and-merge rounds on the fit ``best`` (see ``split_merge``); returns the fit kept."""
+        improved = True
+        while improved:
+            improved = False
+            for i, j, s in self._split_merge_candidates(x, best)[: self.split_merge]:
+                means, weights, prec_chol = self._merged_and_split(x, best, i, j, s)
+                seed = int(rng.randint(2**31 - 1))
+                cache = {"x32": x.float()}
+                means, weights, prec_chol, medoids, *_ = self._em(x, sigma, seed, means, weights, prec_chol, None,
+                                                                  cache, "mean")
+                means, weights, prec_chol, medoids, labels, ll, converged, n_iter = self._em(
+                    x, sigma, seed, means, weights, prec_chol, medoids, cache, self.anchor)
+                if ll > best["lower_bound"] + self.tol:
+                    best = dict(means=means, covariances=self._covariances_from_cholesky(prec_chol), weights=weights,
+                                prec_chol=prec_chol, lower_bound=ll, converged=converged, n_iter=n_iter,
+                                medoid_indices=None if medoids is None else medoids.numpy().copy())
+                    improved = True
+                    break
+        return best
+
+    def _split_merge_candidates(self, x, fit) -> list[tuple[int, int, int]]:
+        """(i, j, s) triples: merge pairs by decreasing J_merge, then for each the splits s not in {i, j} by
+        decreasing J_split."""
+        log_resp, _ = self._e_step(x, fit["means"], fit["prec_chol"], fit["weights"])
+        resp = log_resp.exp()
+        overlap = resp.T @ resp
+        k = self.n_components
+        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+        pairs.sort(key=lambda p: -float(overlap[p]))
+        f = resp / (resp.sum(0) + 10 * torch.finfo(x.dtype).eps)
+        log_density = log_gaussian_prob(x, fit["means"], fit["prec_chol"], self.covariance_type)
+        j_split = (f * (torch.log(f.clamp_min(1e-300)) - log_density)).sum(0)
+        splits = [int(s) for s in torch.argsort(j_split, descending=True)]
+        return [(i, j, s) for i, j in pairs for s in splits if s not in (i, j)]
+
+    def _merged_and_split(self, x, fit, i, j, s):
+        """Starting parameters: components i and j merged into i (responsibilities summed), component s cut
+        by the hyperplane through mu_s normal to its principal axis into s and j."""
+        log_resp, _ = self._e_step(x, fit["means"], fit["prec_chol"], fit["weights"])
+        resp = log_resp.exp()
+        covs = self._covariances_from_cholesky(fit["prec_chol"])
+        full = covs if self.covariance_type == "full" else torch.diag_embed(
+            covs if self.covariance_type == "diag" else covs[:, None].expand(-1, x.shape[1]))
+        axis = torch.linalg.eigh(full[s])[1][:, -1]
+        side = ((x - fit["means"][s]) @ axis >= 0).to(x.dtype)
+        parts = torch.stack([resp[:, i] + resp[:, j], resp[:, s] * side, resp[:, s] * (1 - side)], 1)
+        nk = parts.sum(0) + 10 * torch.finfo(x.dtype).eps
+        centres = (parts.T @ x) / nk[:, None]
+        new_covs = estimate_covariances(x, parts, nk, centres, self.covariance_type, self.reg_covar)
+        means, weights, covs = fit["means"].clone(), fit["weights"].clone(), covs.clone()
+        for column, target in enumerate((i, s, j)):
+            means[target], covs[target], weights[target] = centres[column], new_covs[column], nk[column] / len(x)
+        return means, weights / weights.sum(), precision_cholesky(covs, self.covariance_type)
 
     def _em(self, x, sigma, seed, means, weights, prec_chol, medoids, cache, anchor):
         """E- and M-steps until the hard labels (medoid anchor) or the mean log-likelihood settle."""
