@@ -16,3 +16,19 @@ def test_bench_uncertainty_runs_on_a_tiny_cohort(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and len(rows[0]["bimodality"]) == 4 and 1 <= rows[0]["rank_bimodality"] <= 4
+
+
+def test_bench_charts_inverse_runs_on_a_tiny_cohort(tmp_path):
+    """Three problems, every method scored, the representation PSNR beside it, the figure written."""
+    out = tmp_path / "inverse.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_charts.py"), "inverse", "--seeds", "0", "--cardiac-per-class",
+               "12", "--n-test", "4", "--epochs", "2", "--steps", "2", "--latent-dim", "4", "--charts", "2",
+               "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["runs"]
+    assert [r["problem"] for r in rows] == ["deblur", "inpaint", "block"]
+    methods = ["degraded", "tv", "single_vae", "charts_project", "charts_chart"]
+    assert all(f"psnr_{m}" in r for r in rows for m in methods) and "psnr_wiener" in rows[0]
+    assert all(r[f"representation_psnr_{m}"] > 0 for r in rows for m in ("single_vae", "charts_project"))
+    assert (tmp_path / "charts_inverse_block.png").is_file() and "figure" in rows[2]
