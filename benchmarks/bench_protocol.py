@@ -280,6 +280,11 @@ def render(runs: list[dict]) -> str:
             real = {r.get("prototypes_real") for r in rs} - {None}
             lines.append(f"| {row} | {' '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
                          + f" | {'real' if real == {True} else 'synthetic' if real == {False} else '–'} |")
+        ratios = [m["fit_seconds"] / v["fit_seconds"] for m in sub if m["row"] == "mavae"
+                  for v in sub if v["row"] == "vae+gmm" and v["seed"] == m["seed"]]
+        if ratios:
+            lines += ["", f"MA-VAE fit time / the matched VAE + GMM's (same seed): median {np.median(ratios):.2f} "
+                      f"over {len(ratios)} seed(s) ({', '.join(f'{r:.2f}' for r in ratios)})."]
         machines = sorted({f"{r['machine']['cpu']} ({r['machine']['device']})" for r in sub})
         lines += ["", f"Machines: {'; '.join(machines)}. Wall s for the vae+ rows is the one VAE training plus "
                   "all five clusterers."]
