@@ -260,3 +260,17 @@ def test_fit_charts_then_invert_from_the_command_line(tmp_path):
                                       "--simulate", "--steps", "2", "--out", str(out), *inputs])
     assert result.exit_code == 0, result.output
     assert "mean_psnr" in result.output and (out / "c0.png").is_file() and (out / "c1.npy").is_file()
+
+
+def test_invert_inpainting_without_noise_keeps_the_observed_pixels(tmp_path, run_dir):
+    inputs = _images(tmp_path / "in", n=2)
+    mask = np.ones((16, 16), np.uint8) * 255
+    mask[4:12, 4:12] = 0
+    write_png(tmp_path / "mask.png", mask)
+    metrics = invert_files(run_dir, inputs, tmp_path / "out", operator="inpaint", mask=tmp_path / "mask.png",
+                           simulate=True, steps=2)
+    assert metrics["observed_pixels_kept"] is True
+    for path in inputs:
+        recon, truth = np.load(tmp_path / "out" / f"{path.stem}.npy")[0], read_image(path)[0]
+        np.testing.assert_array_equal(recon[mask > 0], truth[mask > 0])
+        assert not np.array_equal(recon[mask == 0], truth[mask == 0])  # the block is the model's

@@ -69,7 +69,8 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
     in the run's frame; a --mask therefore needs a run without crop and align.
 
     noise: the sd of the observation noise; an image stops at the discrepancy principle
-    1/2 ||A(x) - y||^2 <= 1/2 * (observed values) * noise^2. truth: ground-truth images, one per input in
+    1/2 ||A(x) - y||^2 <= 1/2 * (observed values) * noise^2. Inpainting without noise keeps the observed
+    pixels as they are and fills only the missing ones (x = m y + (1 - m) x_hat). truth: ground-truth images, one per input in
     the same order (simulate uses the inputs themselves); PSNR and SSIM are reported against them.
     Writes out/ atomically: <stem>.png and <stem>.npy (the reconstruction), degraded/<stem>.png with
     simulate, and metrics.json (settings, per-image objective, chart and, with ground truth, PSNR / SSIM and
@@ -112,11 +113,17 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
     observed = int(forward(torch.ones_like(y[:1])).ne(0).sum())
     target = 0.5 * observed * noise**2 if noise > 0 else None
     result = riemannian_descent(model, forward, y, steps=steps, retraction=retraction, target=target)
-    recon = result.x.clamp(0, 1).cpu()
+    recon = result.x
+    keep_observed = operator == "inpaint" and noise == 0
+    if keep_observed:  # exact observations: keep them, fill only the missing pixels from the manifold
+        observed_mask = forward.mask.to(recon.device, recon.dtype)
+        recon = observed_mask * y + (1 - observed_mask) * recon
+    recon = recon.clamp(0, 1).cpu()
     per_image = [dict(file=str(p), objective=float(v), chart=int(c))
                  for p, v, c in zip(inputs, result.objective[-1], result.weights.argmax(1))]
     metrics = dict(run=str(run_dir), operator=operator, sigma=sigma if operator == "blur" else None, noise=noise,
-                   steps=steps, retraction=retraction, simulate=simulate, seed=seed if simulate else None)
+                   steps=steps, retraction=retraction, simulate=simulate, seed=seed if simulate else None,
+                   observed_pixels_kept=keep_observed)
     if reference is not None:
         ref = torch.as_tensor(reference)
         scores = {"psnr": psnr(recon, ref), "ssim": ssim(recon, ref) if min(shape[1:]) >= 11 else None}
