@@ -63,17 +63,25 @@ def shard(n: int) -> np.ndarray:
     return np.arange(rank(), n, world_size())
 
 
+def gather_padded(local: torch.Tensor, longest: int) -> list[torch.Tensor]:
+    """Every rank's ``local`` rows, zero-padded to ``longest`` rows, as a list in rank order (all_gather
+    needs equal shapes; the caller cuts each part to its rank's row count). One process: [local]."""
+    if not active():
+        return [local]
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    padded[: len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(world_size())]
+    dist.all_gather(parts, padded)
+    return parts
+
+
 def gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
     """Every rank's ``local`` rows (this rank's ``shard(n)``), put back in the order 0..n-1 on every
     rank. Bytes received per rank: (W - 1) * ceil(n / W) * row size."""
     if not active():
         return local
     size = world_size()
-    longest = -(-n // size)
-    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
-    padded[: len(local)] = local
-    parts = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(parts, padded)
+    parts = gather_padded(local, -(-n // size))
     out = torch.empty((n, *local.shape[1:]), dtype=local.dtype, device=local.device)
     for r, part in enumerate(parts):
         out[r::size] = part[: len(range(r, n, size))]

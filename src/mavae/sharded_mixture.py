@@ -56,12 +56,8 @@ class ShardedManifoldAnchoredGMM:
         """Rows of every rank concatenated in rank order; counts: each rank's number of rows."""
         if distributed.world_size() == 1:
             return local
-        longest = max(counts)
-        padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype)
-        padded[: len(local)] = local
-        parts = [torch.empty_like(padded) for _ in counts]
-        torch.distributed.all_gather(parts, padded)
-        self.bytes_exchanged_ += (len(counts) - 1) * padded.numel() * padded.element_size()
+        parts = distributed.gather_padded(local, max(counts))
+        self.bytes_exchanged_ += (len(counts) - 1) * parts[0].numel() * parts[0].element_size()
         return torch.cat([part[:count] for part, count in zip(parts, counts)])
 
     def _counts(self, n_local: int) -> list[int]:
@@ -119,11 +115,11 @@ class ShardedManifoldAnchoredGMM:
             members = (labels == k).nonzero().squeeze(1)
             take = members[torch.argsort(priority[members])[:count]]
             rows[k, : len(take)], index[k, : len(take)], key[k, : len(take)] = x[take], take + offset, priority[take]
-        if distributed.world_size() > 1:
+        if distributed.world_size() > 1:  # one gather of the rows, indices and keys packed in float64
             size = distributed.world_size()
-            rows = self._gather(rows.reshape(1, -1), [1] * size).reshape(size, n_groups, count, d)
-            index = self._gather(index.reshape(1, -1), [1] * size).reshape(size, n_groups, count)
-            key = self._gather(key.reshape(1, -1), [1] * size).reshape(size, n_groups, count)
+            packed = torch.cat([rows, index[..., None].double(), key[..., None]], 2).reshape(1, -1)
+            packed = self._gather(packed, [1] * size).reshape(size, n_groups, count, d + 2)
+            rows, index, key = packed[..., :d], packed[..., d].long(), packed[..., d + 1]
             order = torch.argsort(key.permute(1, 0, 2).reshape(n_groups, -1), dim=1)[:, :count]
             rows = torch.gather(rows.permute(1, 0, 2, 3).reshape(n_groups, -1, d), 1,
                                 order[..., None].expand(-1, -1, d))
