@@ -72,9 +72,9 @@ def invert_files(run_dir, inputs, out, *, operator: str = "blur", sigma: float =
     1/2 ||A(x) - y||^2 <= 1/2 * (observed values) * noise^2. Inpainting without noise keeps the observed
     pixels as they are and fills only the missing ones (x = m y + (1 - m) x_hat). truth: ground-truth
     images, one per input in the same order (simulate uses the inputs themselves); PSNR and SSIM are
-    reported against them. Writes out/ atomically: <stem>.png and <stem>.npy (the reconstruction), degraded/<stem>.png with
-    simulate, and metrics.json (settings, per-image objective, chart and, with ground truth, PSNR / SSIM and
-    their means). Everything is checked before anything is written. Returns the metrics.
+    reported against them. Writes out/ atomically: <stem>.png and <stem>.npy (the reconstruction),
+    degraded/<stem>.png with simulate, and metrics.json (settings, per-image objective, chart and, with
+    ground truth, PSNR / SSIM and their means). Everything is checked before anything is written. Returns the metrics.
     """
 
     inputs = [Path(p) for p in inputs]
