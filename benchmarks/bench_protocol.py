@@ -254,8 +254,11 @@ def read_runs(root: Path = RUNS) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))]
 
 
-def median_cell(values: list[float]) -> str:
-    return f"{np.median(values):.3f}" + (f" ({min(values):.3f}–{max(values):.3f})" if len(values) > 1 else "")
+def median_cell(values: list[float], spec: str = ".3f") -> str:
+    return f"{np.median(values):{spec}}" + (f" ({min(values):{spec}}–{max(values):{spec}})" if len(values) > 1 else "")
+
+
+FORMATS = {"n_degenerate": ".1f", "wall_seconds": ".0f"}  # other columns: 3 decimals
 
 
 TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat. acc."),
@@ -275,7 +278,7 @@ def render(runs: list[dict]) -> str:
         order = {name: i for i, name in enumerate(["mavae", "mavae_latents", *POSTHOC, *PEERS, "pixels"])}
         for row in sorted({r["row"] for r in sub}, key=lambda n: (order.get(n.split("@")[0], 99), n)):
             rs = sorted((r for r in sub if r["row"] == row), key=lambda r: r["seed"])
-            cells = [median_cell([r[key] for r in rs if r.get(key) is not None])
+            cells = [median_cell([r[key] for r in rs if r.get(key) is not None], FORMATS.get(key, ".3f"))
                      if any(r.get(key) is not None for r in rs) else "–" for key, _ in present]
             real = {r.get("prototypes_real") for r in rs} - {None}
             lines.append(f"| {row} | {' '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
