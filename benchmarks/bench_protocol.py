@@ -173,9 +173,10 @@ def posthoc_rows(run_dir: Path, seed: int) -> dict[str, dict]:
             means = space[medoids]
         if space is u:  # carry the partition to z: anchors are the medoids, or the responsibility-weighted means
             means = z_fit[medoids] if medoids is not None else (resp.T @ z_fit) / (resp.sum(0)[:, None] + 1e-12)
-        covariances, weights = mixture_in_latents(z_fit, resp, means)
         if name.endswith("kmeans"):  # k-means assigns by the nearest centre: equal spherical components
             covariances, weights = np.eye(z_fit.shape[1])[None].repeat(k, 0), np.full(k, 1.0 / k)
+        else:
+            covariances, weights = mixture_in_latents(z_fit, resp, means)
         prior = MixturePrior(k, z_fit.shape[1]).double()
         prior.set(means, covariances, weights)
         with torch.no_grad():

@@ -309,8 +309,9 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         improved = True
         while improved:
             improved = False
-            for i, j, s in self._split_merge_candidates(x, best)[: self.split_merge]:
-                means, weights, prec_chol = self._merged_and_split(x, best, i, j, s)
+            resp = self._e_step(x, best["means"], best["prec_chol"], best["weights"])[0].exp()
+            for i, j, s in self._split_merge_candidates(x, best, resp)[: self.split_merge]:
+                means, weights, prec_chol = self._merged_and_split(x, best, resp, i, j, s)
                 seed = int(rng.randint(2**31 - 1))
                 cache = {"x32": x.float()}
                 means, weights, prec_chol, medoids, *_ = self._em(x, sigma, seed, means, weights, prec_chol, None,
@@ -325,11 +326,9 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
                     break
         return best
 
-    def _split_merge_candidates(self, x, fit) -> list[tuple[int, int, int]]:
+    def _split_merge_candidates(self, x, fit, resp) -> list[tuple[int, int, int]]:
         """(i, j, s) triples: merge pairs by decreasing J_merge, then for each the splits s not in {i, j} by
-        decreasing J_split."""
-        log_resp, _ = self._e_step(x, fit["means"], fit["prec_chol"], fit["weights"])
-        resp = log_resp.exp()
+        decreasing J_split; resp: the fit's responsibilities."""
         overlap = resp.T @ resp
         k = self.n_components
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
@@ -340,11 +339,9 @@ class ManifoldAnchoredGMM(DensityMixin, BaseEstimator):
         splits = [int(s) for s in torch.argsort(j_split, descending=True)]
         return [(i, j, s) for i, j in pairs for s in splits if s not in (i, j)]
 
-    def _merged_and_split(self, x, fit, i, j, s):
+    def _merged_and_split(self, x, fit, resp, i, j, s):
         """Starting parameters: components i and j merged into i (responsibilities summed), component s cut
         by the hyperplane through mu_s normal to its principal axis into s and j."""
-        log_resp, _ = self._e_step(x, fit["means"], fit["prec_chol"], fit["weights"])
-        resp = log_resp.exp()
         covs = self._covariances_from_cholesky(fit["prec_chol"])
         full = covs if self.covariance_type == "full" else torch.diag_embed(
             covs if self.covariance_type == "diag" else covs[:, None].expand(-1, x.shape[1]))
