@@ -90,7 +90,7 @@ def test_same_seed_same_run_and_a_killed_run_resumes_to_it(tmp_path, image_size,
         assert run.returncode == 0, run.stderr[-2000:]
     resolved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
     assert resolved["manifold"] == ("umap" if image_size <= 32 else "none")
-    timing = {"train_seconds", "seconds_per_epoch", "wall_seconds_this_call", "preprocessing_seconds"}
+    timing = {"train_seconds", "seconds_per_epoch", "refit_seconds", "wall_seconds_this_call", "preprocessing_seconds"}
     reference = tmp_path / "straight"
     expected = {k: v for k, v in json.loads((reference / "metrics.json").read_text()).items() if k not in timing}
     for name in ("killed", "again"):

@@ -54,7 +54,7 @@ class RefitVAE(VAE):
 
 
 def strip(history):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "refit_seconds")} for r in history]
 
 
 def make(model_cls=RefitVAE, **kw):
@@ -67,7 +67,7 @@ def test_vae_loss_falls():
     model = VAE(SHAPE, latent_dim=4, width=8)
     hist = Trainer(model, squares(64).numpy(), epochs=8, batch_size=16, lr=3e-3, progress=False).fit()
     assert [h["epoch"] for h in hist] == list(range(8))
-    assert set(hist[0]) == {"epoch", "loss", "recon", "kl", "seconds", "refit", "refit_end"}
+    assert set(hist[0]) == {"epoch", "loss", "recon", "kl", "seconds", "refit", "refit_end", "refit_seconds"}
     losses = [h["loss"] for h in hist]
     assert all(b < a for a, b in zip(losses, losses[1:]))  # 37.9, 33.1, ..., 19.0
     assert losses[-1] < 0.6 * losses[0]
@@ -87,6 +87,7 @@ def test_refit_called_at_requested_epochs_with_whole_training_set():
     hist = trainer.fit()
     assert [h["refit"] for h in hist] == [True, False, True, False]
     assert [h["refit_end"] for h in hist] == [False, False, False, True]
+    assert [h["refit_seconds"] > 0 for h in hist] == [True, False, True, True]  # the last: the final refit
     assert len(model.calls) == 3 and all(c.shape == (40, 4) for c in model.calls)
     assert torch.equal(model.calls[0], before)  # eval-mode means of all 40 images
     means, logvars = trainer.encode_posteriors(images)

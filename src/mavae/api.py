@@ -197,6 +197,7 @@ def fit(config: FitConfig, out_dir: str | Path, *, force: bool = False, progress
         result.update(model=config.model, data=data.name, epochs=config.epochs, n_train=len(train), n_test=len(test),
                       train_seconds=round(sum(r["seconds"] for r in history), 2),
                       seconds_per_epoch=round(float(np.mean([r["seconds"] for r in history])), 3),
+                      refit_seconds=round(sum(r.get("refit_seconds", 0.0) for r in history), 2),
                       wall_seconds_this_call=round(time.perf_counter() - start, 2))
         buffer = io.BytesIO()
         torch.save({"state_dict": model.state_dict(), "model": config.model,

@@ -80,8 +80,10 @@ class Trainer:
     # ----------------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train up to ``epochs`` (resuming from ``checkpoint_path`` if it exists); returns the
-        history, one dict per epoch: epoch, the mean of every loss term, seconds, refit (the prior
-        was refitted at the start of the epoch), refit_end (refitted after the last epoch)."""
+        history, one dict per epoch: epoch, the mean of every loss term, seconds (refit included),
+        refit (the prior was refitted at the start of the epoch), refit_end (refitted after the last
+        epoch), refit_seconds (the time of this epoch's refits: the one at its start, and for the last
+        epoch the final one too)."""
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
         model = self.model
@@ -102,6 +104,7 @@ class Trainer:
                 refit = model.needs_refit(epoch)
                 if refit:
                     self.refit()
+                refit_seconds = time.perf_counter() - start
                 torch.manual_seed(_seed(self.seed, epoch, self.rank))
                 sampler.set_epoch(epoch)
                 model.train()
@@ -131,7 +134,8 @@ class Trainer:
                     bar.set_postfix(epoch=epoch, loss=f"{sums['loss'] / count:.4g}", refresh=False)
                     bar.update()
                 record = {"epoch": epoch, **{name: s / count for name, s in sums.items()},
-                          "seconds": time.perf_counter() - start, "refit": refit, "refit_end": False}
+                          "seconds": time.perf_counter() - start, "refit": refit, "refit_end": False,
+                          "refit_seconds": refit_seconds if refit else 0.0}
                 if self.distributed:
                     record["refit_bytes"] = self.refit_bytes if refit else 0
                 self.history.append(record)
@@ -141,8 +145,10 @@ class Trainer:
                     callback(self, epoch, record)
             if model.refits_at_end and self.history and not self.history[-1]["refit_end"]:
                 torch.manual_seed(_seed(self.seed, self.epoch))
+                start = time.perf_counter()
                 self.refit()
                 self.history[-1]["refit_end"] = True
+                self.history[-1]["refit_seconds"] += time.perf_counter() - start
                 self.save_checkpoint()
         finally:
             bar.close()
