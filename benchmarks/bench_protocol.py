@@ -112,17 +112,9 @@ def base_config(args, seed: int, **overrides) -> FitConfig:
 
 # ---- scores ------------------------------------------------------------------------------------
 
-def normal_recall(train_labels, train_clusters, test_labels, test_clusters) -> float:
-    """Test recall of label 0 (PneumoniaMNIST: normal) under the statistical mapping (each component ->
-    the majority label of its training members)."""
-    mapping = metrics.cluster_to_label_map(train_labels, train_clusters, components=np.unique(train_clusters))
-    predicted = np.array([mapping.get(c, -1) for c in test_clusters])
-    return float((predicted[test_labels == 0] == 0).mean())
-
-
 def scores(result: dict, train_labels, train_clusters, test_labels, test_clusters, sharpness, prototypes_real) -> dict:
     out = {key: result[key] for key in SCORES if key in result}
-    out["normal_recall"] = normal_recall(train_labels, train_clusters, test_labels, test_clusters)
+    out["normal_recall"] = metrics.mapped_recall(train_labels, train_clusters, test_labels, test_clusters, label=0)
     out["sharpness_mean"] = float(np.nanmean(sharpness))
     out["prototypes_real"] = bool(prototypes_real)
     return out

@@ -18,7 +18,7 @@ from common import RESULTS, markdown_table, summarize, timed_fit, write_results
 
 from mavae.datasets import load_data
 from mavae.config import FitConfig
-from mavae.metrics import cluster_to_label_map, knn_accuracy
+from mavae.metrics import knn_accuracy, mapped_recall
 from mavae.runs import read_assignments
 
 KS = {"mnist": [10, 50], "pneumoniamnist": [2, 10]}
@@ -31,10 +31,8 @@ def label_scores(run_dir: Path) -> dict:
     component -> the majority label of its training members), and the test majority rate."""
     rows = read_assignments(run_dir / "assignments.csv")
     train, test = rows["split"] == "train", rows["split"] == "test"
-    mapping = cluster_to_label_map(rows["label"][train], rows["cluster"][train], components=np.unique(rows["cluster"]))
-    predicted = np.array([mapping[c] for c in rows["cluster"][test]])
     truth = rows["label"][test]
-    return dict(normal_recall=float((predicted[truth == 0] == 0).mean()),
+    return dict(normal_recall=mapped_recall(rows["label"][train], rows["cluster"][train], truth, rows["cluster"][test]),
                 majority_rate=float(np.bincount(truth).max() / len(truth)))
 
 

@@ -60,6 +60,14 @@ def test_statistical_accuracy_hand_example_with_empty_component():
     assert all(type(k) is int and type(v) is int for k, v in mapping.items())
 
 
+def test_mapped_recall_is_the_recall_of_one_class_under_the_statistical_mapping():
+    train_clusters, train_labels = [0, 0, 0, 1, 1, 2], [5, 5, 7, 7, 7, 7]  # 0 -> 5, 1 -> 7, 2 -> 7, unseen -> 7
+    test_clusters, test_labels = [0, 1, 2, 3, 3, 0], [5, 7, 5, 7, 5, 7]
+    assert M.mapped_recall(train_labels, train_clusters, test_labels, test_clusters, label=5) == pytest.approx(1 / 3)
+    assert M.mapped_recall(train_labels, train_clusters, test_labels, test_clusters, label=7) == pytest.approx(2 / 3)
+    assert np.isnan(M.mapped_recall(train_labels, train_clusters, test_labels, test_clusters, label=0))
+
+
 def test_statistical_accuracy_ties_go_to_smallest_label_and_any_k():
     assert M.cluster_to_label_map([3, 1, 1, 3], [0, 0, 1, 1]) == {0: 1, 1: 1}
     y = np.arange(12) % 3

@@ -203,6 +203,25 @@ def cluster_to_label_map(train_labels: Any, train_clusters: Any, components: Any
     return mapping
 
 
+def mapped_recall(
+    train_labels: Any, train_clusters: Any, test_labels: Any, test_clusters: Any, label: int = 0
+) -> float:
+    """Test recall of one class under the statistical mapping of ``statistical_accuracy``: the share of
+    the test samples of ``label`` whose component's training majority is ``label`` (PneumoniaMNIST's
+    normal-class recall with label 0). NaN when the test split holds no sample of ``label``."""
+    train_labels = _labels(train_labels, "train_labels")
+    train_clusters = _labels(train_clusters, "train_clusters")
+    test_labels = _labels(test_labels, "test_labels")
+    test_clusters = _labels(test_clusters, "test_clusters")
+    _same_length(train_labels, "train_labels", train_clusters, "train_clusters")
+    _same_length(test_labels, "test_labels", test_clusters, "test_clusters")
+    cluster_values, majority, overall = _majority_map(train_labels, train_clusters)
+    members = test_labels == label
+    if not members.any():
+        return float("nan")
+    return float(np.mean(_apply_map(test_clusters[members], cluster_values, majority, overall) == label))
+
+
 def statistical_accuracy(
     train_labels: Any, train_clusters: Any, test_labels: Any, test_clusters: Any
 ) -> float:
