@@ -4,6 +4,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from torch.distributions import MultivariateNormal, kl_divergence
 
+from mavae.mixture import ManifoldAnchoredGMM
 from mavae.models import MAVAE, VAEGMM
 from mavae.models.prior import MixturePrior, kl_diag_to_full
 from mavae.training import Trainer
@@ -79,6 +80,33 @@ def test_mavae_on_umap_coordinates_keeps_real_prototypes_and_finds_the_cohorts()
     assert adjusted_rand_score(labels, post.argmax(1).numpy()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="manifold must be one of"):
         MAVAE((1, 16, 16), manifold="tsne")
+
+
+def test_matching_components_is_the_permutation_of_largest_overlap():
+    from mavae.models.mavae.model import matching_components
+
+    previous = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    new = np.array([2, 2, 1, 0, 0, 1, 1, 1])  # previous 0 -> new 2, 1 -> 0, 2 -> 1
+    assert matching_components(previous, new, 3).tolist() == [2, 0, 1]
+
+
+def test_a_refit_leaves_a_poor_warm_start_for_a_fresh_fit_of_higher_likelihood():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    labels = np.repeat(np.arange(3), 100)
+    z = torch.as_tensor(centres[labels] + rng.normal(0, 0.5, (300, 2)))
+    model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0)
+    # a previous prior with two components in the first blob and one on the other two
+    model.prior.set(np.array([[0.0, -0.3], [0.0, 0.3], [5.0, 5.0]]), np.stack([0.1 * np.eye(2)] * 2 + [30 * np.eye(2)]),
+                    np.array([1 / 6, 1 / 6, 2 / 3]), [0, 1, 100])
+    stuck = ManifoldAnchoredGMM(3, init_params="em", n_init=1, means_init=z[[0, 1, 100]].numpy(),
+                                weights_init=np.array([1 / 6, 1 / 6, 2 / 3]),
+                                precisions_init=np.stack([10 * np.eye(2)] * 2 + [np.eye(2) / 30])).fit(z.numpy())
+    assert adjusted_rand_score(labels, stuck.predict(z.numpy())) < 0.7  # the warm start alone stays in it
+    model.refit(z)
+    found = model.posterior(z.float()).argmax(1).numpy()
+    assert adjusted_rand_score(labels, found) == pytest.approx(1.0)
+    assert found[0] in (0, 1) and found[100] == 2  # components keep the identity they overlap most
 
 
 def test_mavae_refuses_posteriors_before_its_prior_exists():

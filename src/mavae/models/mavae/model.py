@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from ...config import FitConfig
 from ...embedding import MANIFOLDS, manifold_coordinates
@@ -21,7 +22,10 @@ class MAVAE(VAE):
     by log-likelihood, label-free, each one ordinary EM then medoid-anchored EM: see
     ``ManifoldAnchoredGMM(init_params="em")``) and refitted every ``refit_every`` epochs, warm-started
     from the previous parameters with the medoids' new encodings as means, and once more after the
-    last epoch so the posteriors and prototypes belong to the final encoder. E is the Dirichlet
+    last epoch so the posteriors and prototypes belong to the final encoder. At each later refit
+    ``refit_restarts`` fresh starts compete with the warm one; the fit of highest log-likelihood is
+    kept (by more than tol), its components matched to the previous ones by the overlap of the two
+    partitions, so they keep their identity. E is the Dirichlet
     energy of the batch's encoder means on their heat-kernel graph.
 
     ``manifold="umap"``: MA-EM runs on the UMAP coordinates u_i of the encoder means
@@ -33,6 +37,7 @@ class MAVAE(VAE):
     """
 
     refits_at_end = True
+    refit_restarts = 5  # fresh MA-EM starts that compete with the warm start at each later refit
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, dirichlet_weight: float = FitConfig.dirichlet_weight, recon: str = "mse",
@@ -87,16 +92,24 @@ class MAVAE(VAE):
         gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
                                   n_init=1 if warm else self.n_init,
                                   random_state=int(rng.integers(2**31 - 1)), **warm).fit(u)
-        resp = gmm.predict_proba(u)
-        means, covariances, weights = gmm.means_, gmm.covariances_, gmm.weights_
+        order = np.arange(self.n_components)
+        if warm:  # fresh starts compete with the warm one: a refit is not held to the first refit's optimum
+            fresh = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
+                                        n_init=self.refit_restarts, random_state=int(rng.integers(2**31 - 1))).fit(u)
+            if fresh.lower_bound_ > gmm.lower_bound_ + gmm.tol:
+                order = matching_components(gmm.predict(u), fresh.predict(u), self.n_components)
+                gmm = fresh
+        resp = gmm.predict_proba(u)[:, order]
+        medoids = gmm.medoid_indices_[order]
+        means, covariances, weights = gmm.means_[order], gmm.covariances_[order], gmm.weights_[order]
         if self.manifold != "none":  # the prior in z from the responsibilities found in u
-            means = x[gmm.medoid_indices_]
+            means = x[medoids]
             covariances, weights = mixture_in_latents(x, resp, means, gmm.reg_covar)
         extra_variance = None
         if logvars is not None:
             var = logvars.detach().double().cpu()[keep].exp().numpy()
             extra_variance = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
-        self.prior.set(means, covariances, weights, keep[gmm.medoid_indices_], extra_variance)
+        self.prior.set(means, covariances, weights, keep[medoids], extra_variance)
         self.n_refits += 1
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -120,3 +133,11 @@ class MAVAE(VAE):
         if not bool(self.prior.fitted):
             raise RuntimeError("the MA-VAE prior is not fitted yet (still in warm-up)")
         return self.prior.means.clone(), self.prior.medoid_indices.cpu().numpy()
+
+
+def matching_components(previous: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
+    """order (k,) such that new component order[j] takes the place of previous component j: the
+    assignment of maximum overlap between the two hard partitions of the same points (Hungarian)."""
+    overlap = np.zeros((k, k))
+    np.add.at(overlap, (previous, new), 1)
+    return linear_sum_assignment(overlap, maximize=True)[1]
