@@ -44,7 +44,8 @@ def is_main() -> bool:
 def process_group(device: str = "cpu") -> Iterator[None]:
     """The default process group from torchrun's environment for the duration of the block, destroyed
     at the end, also when the block raises. Backend: nccl for a CUDA device (each process on
-    cuda:LOCAL_RANK), gloo otherwise. A no-op outside torchrun or when a group already exists."""
+    cuda:LOCAL_RANK), gloo otherwise; the ranks meet at a barrier before the group is destroyed. A no-op
+    outside torchrun or when a group already exists."""
     if not launched_by_torchrun() or active():
         yield
         return
@@ -54,6 +55,8 @@ def process_group(device: str = "cpu") -> Iterator[None]:
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     try:
         yield
+        dist.barrier()  # the ranks leave together: a worker that tore its group down while rank 0 still
+        # evaluated and wrote the run was seen to abort at exit ("terminate called without an active exception")
     finally:
         dist.destroy_process_group()
 
