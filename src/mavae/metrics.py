@@ -203,12 +203,11 @@ def cluster_to_label_map(train_labels: Any, train_clusters: Any, components: Any
     return mapping
 
 
-def mapped_recall(
-    train_labels: Any, train_clusters: Any, test_labels: Any, test_clusters: Any, label: int = 0
-) -> float:
-    """Test recall of one class under the statistical mapping of ``statistical_accuracy``: the share of
-    the test samples of ``label`` whose component's training majority is ``label`` (PneumoniaMNIST's
-    normal-class recall with label 0). NaN when the test split holds no sample of ``label``."""
+def _mapped_predictions(train_labels: Any, train_clusters: Any, test_labels: Any,
+                        test_clusters: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(test labels, predicted test labels) under the statistical mapping: each component predicts
+    the majority label of its training members (ties -> smallest label; a component without a
+    training member predicts the training set's overall majority)."""
     train_labels = _labels(train_labels, "train_labels")
     train_clusters = _labels(train_clusters, "train_clusters")
     test_labels = _labels(test_labels, "test_labels")
@@ -216,10 +215,20 @@ def mapped_recall(
     _same_length(train_labels, "train_labels", train_clusters, "train_clusters")
     _same_length(test_labels, "test_labels", test_clusters, "test_clusters")
     cluster_values, majority, overall = _majority_map(train_labels, train_clusters)
-    members = test_labels == label
+    return test_labels, _apply_map(test_clusters, cluster_values, majority, overall)
+
+
+def mapped_recall(
+    train_labels: Any, train_clusters: Any, test_labels: Any, test_clusters: Any, label: int = 0
+) -> float:
+    """Test recall of one class under the statistical mapping of ``statistical_accuracy``: the share of
+    the test samples of ``label`` whose component's training majority is ``label`` (PneumoniaMNIST's
+    normal-class recall with label 0). NaN when the test split holds no sample of ``label``."""
+    truth, pred = _mapped_predictions(train_labels, train_clusters, test_labels, test_clusters)
+    members = truth == label
     if not members.any():
         return float("nan")
-    return float(np.mean(_apply_map(test_clusters[members], cluster_values, majority, overall) == label))
+    return float(np.mean(pred[members] == label))
 
 
 def statistical_accuracy(
@@ -229,15 +238,8 @@ def statistical_accuracy(
     TRAINING members (ties -> smallest label). A test sample whose component has no training
     member is predicted as the overall majority label of the training set. Works for any
     number of components."""
-    train_labels = _labels(train_labels, "train_labels")
-    train_clusters = _labels(train_clusters, "train_clusters")
-    test_labels = _labels(test_labels, "test_labels")
-    test_clusters = _labels(test_clusters, "test_clusters")
-    _same_length(train_labels, "train_labels", train_clusters, "train_clusters")
-    _same_length(test_labels, "test_labels", test_clusters, "test_clusters")
-    cluster_values, majority, overall = _majority_map(train_labels, train_clusters)
-    pred = _apply_map(test_clusters, cluster_values, majority, overall)
-    return float(np.mean(pred == test_labels))
+    truth, pred = _mapped_predictions(train_labels, train_clusters, test_labels, test_clusters)
+    return float(np.mean(pred == truth))
 
 
 def nmi(y_true: Any, y_pred: Any) -> float:
