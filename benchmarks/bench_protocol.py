@@ -260,6 +260,27 @@ TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat.
                  ("wall_seconds", "wall s"))
 
 
+def comparison(sub: list[dict], other: str = "vae+umap+gmm") -> str | None:
+    """The MA-VAE against the matched VAE + UMAP + GMM on the seeds both have (medians): the clustering
+    score (ACC, or statistical accuracy where K differs from the classes), the prototypes' sharpness
+    (higher is better) and on-manifold distance (lower is better), each said ahead, level or behind."""
+    mavae = {r["seed"]: r for r in sub if r["row"] == "mavae"}
+    matched = {r["seed"]: r for r in sub if r["row"] == other}
+    seeds = sorted(mavae.keys() & matched.keys())
+    if not seeds:
+        return None
+    score = "acc" if all(mavae[s].get("acc") is not None for s in seeds) else "statistical_accuracy"
+    parts = []
+    for key, title, sign in ((score, dict(TABLE_COLUMNS)[score], 1), ("sharpness_mean", "sharpness", 1),
+                             ("on_manifold_distance_mean", "on-manifold dist.", -1)):
+        ours = round(float(np.median([mavae[s][key] for s in seeds])), 3)
+        theirs = round(float(np.median([matched[s][key] for s in seeds])), 3)
+        verdict = "ahead" if sign * (ours - theirs) > 0 else "behind" if sign * (ours - theirs) < 0 else "level"
+        parts.append(f"{title} {ours:.3f} vs {theirs:.3f} ({verdict})")
+    return (f"MA-VAE against {other} at the same settings (seed(s) {' '.join(map(str, seeds))}, medians): "
+            + "; ".join(parts) + ".")
+
+
 def render(runs: list[dict]) -> str:
     """One table per cohort: per row, the median (min–max) over seeds of each score."""
     parts = []
@@ -286,6 +307,9 @@ def render(runs: list[dict]) -> str:
             if refits:
                 lines[-1] += (" Of the MA-VAE's fit, the prior's refits (encoding, layout, MA-EM) took "
                               + ", ".join(f"{r:.0f} of {f:.0f} s" for r, f in refits) + ".")
+        against = comparison(sub)
+        if against:
+            lines += ["", against]
         machines = sorted({f"{r['machine']['cpu']} ({r['machine']['device']})" for r in sub})
         lines += ["", f"Machines: {'; '.join(machines)}. Wall s for the vae+ rows is the one VAE training plus "
                   "all five clusterers."]

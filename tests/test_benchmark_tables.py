@@ -88,3 +88,15 @@ def test_bench_protocol_writes_one_file_per_row_and_seed_and_resumes(tmp_path, r
     assert again.returncode == 0 and again.stdout == "", "a finished (row, seed) is not fitted again"
     table = bench_protocol.render(runs)
     assert "| mavae | 0 |" in table and "| vae+umap+maem | 0 |" in table
+    assert "MA-VAE against vae+umap+gmm at the same settings (seed(s) 0, medians): ACC " in table
+
+
+def test_comparison_says_ahead_level_or_behind_on_the_seeds_both_rows_have():
+    def run(row, seed, acc, sharp, dist):
+        return dict(row=row, seed=seed, acc=acc, sharpness_mean=sharp, on_manifold_distance_mean=dist)
+    sub = [run("mavae", 0, 0.90, 0.95, 0.0), run("mavae", 1, 0.92, 0.93, 0.0), run("mavae", 2, 0.10, 0.1, 9.0),
+           run("vae+umap+gmm", 0, 0.91, 0.90, 0.7), run("vae+umap+gmm", 1, 0.93, 0.90, 0.8)]
+    assert bench_protocol.comparison(sub) == (
+        "MA-VAE against vae+umap+gmm at the same settings (seed(s) 0 1, medians): ACC 0.910 vs 0.920 (behind); "
+        "sharpness 0.940 vs 0.900 (ahead); on-manifold dist. 0.000 vs 0.750 (ahead).")
+    assert bench_protocol.comparison([r for r in sub if r["row"] == "mavae"]) is None
