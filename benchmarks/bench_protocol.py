@@ -260,6 +260,12 @@ TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat.
                  ("wall_seconds", "wall s"))
 
 
+def same_session(a: dict, b: dict) -> bool:
+    """Two run files whose wall times may be compared: the same seed, machine and day (absolute
+    times differ up to 2x between machines of one kind)."""
+    return a["seed"] == b["seed"] and a["machine"] == b["machine"] and a["date"] == b["date"]
+
+
 def comparison(sub: list[dict], other: str = "vae+umap+gmm") -> str | None:
     """The MA-VAE against the matched VAE + UMAP + GMM on the seeds both have (medians): the clustering
     score (ACC, or statistical accuracy where K differs from the classes), the prototypes' sharpness
@@ -298,9 +304,10 @@ def render(runs: list[dict]) -> str:
             lines.append(f"| {row} | {' '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
                          + f" | {'real' if real == {True} else 'synthetic' if real == {False} else '–'} |")
         ratios = [m["fit_seconds"] / v["fit_seconds"] for m in sub if m["row"] == "mavae"
-                  for v in sub if v["row"] == "vae+gmm" and v["seed"] == m["seed"]]
+                  for v in sub if v["row"] == "vae+gmm" and same_session(m, v)]
         if ratios:
-            lines += ["", f"MA-VAE fit time / the matched VAE + GMM's (same seed): median {np.median(ratios):.2f} "
+            lines += ["", "MA-VAE fit time / the matched VAE + GMM's (same seed, same machine, same day): "
+                      f"median {np.median(ratios):.2f} "
                       f"over {len(ratios)} seed(s) ({', '.join(f'{r:.2f}' for r in ratios)})."]
             refits = [(m["refit_seconds"], m["fit_seconds"]) for m in sub if m["row"] == "mavae"
                       and m.get("refit_seconds") is not None]
