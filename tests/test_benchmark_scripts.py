@@ -32,3 +32,15 @@ def test_bench_charts_inverse_runs_on_a_tiny_cohort(tmp_path):
     assert all(f"psnr_{m}" in r for r in rows for m in methods) and "psnr_wiener" in rows[0]
     assert all(r[f"representation_psnr_{m}"] > 0 for r in rows for m in ("single_vae", "charts_project"))
     assert (tmp_path / "charts_inverse_block.png").is_file() and "figure" in rows[2]
+
+
+def test_bench_refit_trace_records_one_partition_per_refit(tmp_path):
+    out = tmp_path / "trace.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_refit_trace.py"), "--data", "cardiac", "--k", "5",
+               "--epochs", "4", "--warmup-epochs", "2", "--n-per-class", "12", "--image-size", "32", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=BENCHMARKS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    refits = json.loads(out.read_text())["refits"]
+    assert len(refits) == 2  # at the start of epoch 2 (the first after warm-up) and after the last epoch
+    assert refits[-1]["ari_to_final"] == 1.0 and refits[0]["ari_to_previous"] is None
+    assert all(0 <= r["acc"] <= 1 for r in refits)
