@@ -76,11 +76,10 @@ def machine(device: str) -> dict:
     """What ran it: CPU model, cores, torch threads, device (and the GPU's name), the vector
     instructions torch uses and a digest of the CPU's flags (two hosts that both call themselves
     "AMD EPYC" may train the same seed to different floats)."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
-        else platform.processor()
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), []) if Path("/proc/cpuinfo").exists() else []
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
     out = dict(platform=platform.machine(), cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                device=device, torch=torch.__version__, cpu_capability=torch.backends.cpu.get_cpu_capability(),
                cpu_flags=hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12])
