@@ -109,6 +109,37 @@ def test_a_refit_leaves_a_poor_warm_start_for_a_fresh_fit_of_higher_likelihood()
     assert found[0] in (0, 1) and found[100] == 2  # components keep the identity they overlap most
 
 
+def test_mavae_final_refit_keeps_the_partition_and_moves_its_gaussians_to_the_final_encodings():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    labels = np.repeat(np.arange(3), 100)
+    z = torch.as_tensor(centres[labels] + rng.normal(0, 0.5, (300, 2)))
+    model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0)
+    # the prior the encoder was trained toward: blobs 0 and 1 together, blob 2 split in two
+    halves = [200 + int(np.abs(z[200:, 0].numpy() - x).argmin()) for x in (-0.4, 0.4)]  # real subjects
+    medoids = [0, *halves]
+    model.prior.set(np.array([[5.0, 0.0], *z[halves].numpy()]), np.stack([np.diag([30.0, 1.0])]
+                    + [np.diag([0.05, 1.0])] * 2), np.array([2 / 3, 1 / 6, 1 / 6]), medoids)
+    before = model.posterior(z.float()).argmax(1).numpy()
+    moved = z + torch.as_tensor(rng.normal(0, 0.05, (300, 2)))  # the last epoch moved every encoding a little
+    model.refit_final(moved, torch.full((300, 2), -2.0, dtype=z.dtype))
+    after = model.posterior(moved.float()).argmax(1).numpy()
+    assert adjusted_rand_score(before, after) > 0.95  # not redrawn as the three blobs
+    assert adjusted_rand_score(labels, after) < 0.8
+    assert model.prior.medoid_indices.tolist() == medoids  # the same real subjects
+    np.testing.assert_allclose(model.prior.means.numpy(), moved[medoids].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.prior.weights.sum().item(), 1.0, rtol=1e-6)
+
+
+def test_mavae_final_refit_before_any_prior_is_a_full_fit():
+    rng = np.random.default_rng(1)
+    z = torch.as_tensor(np.concatenate([rng.normal(c, 0.3, (60, 2)) for c in (0.0, 8.0)]))
+    model = MAVAE((1, 16, 16), latent_dim=2, n_components=2, width=8, seed=0, n_init=2)
+    model.refit_final(z)
+    assert bool(model.prior.fitted)
+    assert adjusted_rand_score(np.repeat([0, 1], 60), model.posterior(z.float()).argmax(1).numpy()) == 1.0
+
+
 def test_mavae_refuses_posteriors_before_its_prior_exists():
     model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8)
     with pytest.raises(RuntimeError, match="not fitted"):

@@ -146,7 +146,7 @@ class Trainer:
             if model.refits_at_end and self.history and not self.history[-1]["refit_end"]:
                 torch.manual_seed(_seed(self.seed, self.epoch))
                 start = time.perf_counter()
-                self.refit()
+                self.refit(final=True)
                 self.history[-1]["refit_end"] = True
                 self.history[-1]["refit_seconds"] += time.perf_counter() - start
                 self.save_checkpoint()
@@ -154,14 +154,14 @@ class Trainer:
             bar.close()
         return self.history
 
-    def refit(self) -> None:
-        """Refit the model's prior on the encoder means and log-variances of the whole training set:
-        each rank encodes its shard, the rows are gathered on every rank, and rank 0's refitted
-        prior is broadcast (a no-op in one process)."""
+    def refit(self, final: bool = False) -> None:
+        """Refit the model's prior on the encoder means and log-variances of the whole training set
+        (``model.refit_final`` after the last epoch): each rank encodes its shard, the rows are
+        gathered on every rank, and rank 0's refitted prior is broadcast (a no-op in one process)."""
         n = len(self.images)
         mean, logvar = self.encode_posteriors(self.images[torch.as_tensor(shard(n))])
         mean, logvar = gather_rows(mean, n), gather_rows(logvar, n)
-        self.model.refit(mean, logvar)
+        (self.model.refit_final if final else self.model.refit)(mean, logvar)
         broadcast_buffers(self.model)
         if self.distributed:
             received = (self.world_size - 1) * math.ceil(n / self.world_size) * mean.shape[1] * 2 * mean.element_size()

@@ -15,7 +15,8 @@ nothing else.
   real training samples, their training-set indices.
 - ``needs_refit(epoch)`` / ``refit(encodings, logvars)``: the trainer calls ``refit`` with the
   encoder means and log-variances of the whole training set at the start of each epoch for
-  which ``needs_refit`` is true, and once more after the last epoch when ``refits_at_end`` is true.
+  which ``needs_refit`` is true, and ``refit_final(encodings, logvars)`` once after the last epoch
+  when ``refits_at_end`` is true (by default the same as ``refit``).
 - ``start_epoch(epoch, epochs)``: called by the trainer at the start of every epoch (0-based, of
   ``epochs``), before any refit, so schedules (temperatures, pretraining phases) follow the epoch
   and a resumed run is identical.
@@ -87,6 +88,10 @@ class Model(nn.Module):
 
     def refit(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
         """Refit the prior on the training set's encoder means (n, d) and log-variances."""
+
+    def refit_final(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
+        """The refit after the last epoch (when ``refits_at_end``): by default an ordinary refit."""
+        self.refit(encodings, logvars)
 
     def parameter_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer groups: weight decay on network weights only, never on a prior."""

@@ -21,8 +21,9 @@ class MAVAE(VAE):
     always keeps the current medoids; the first fit keeps the best of ``n_init`` initialisations
     by log-likelihood, label-free, each one ordinary EM then medoid-anchored EM: see
     ``ManifoldAnchoredGMM(init_params="em")``) and refitted every ``refit_every`` epochs, warm-started
-    from the previous parameters with the medoids' new encodings as means, and once more after the
-    last epoch so the posteriors and prototypes belong to the final encoder. At each later refit
+    from the previous parameters with the medoids' new encodings as means. After the last epoch the
+    partition is kept and only its Gaussians re-estimated on the final encodings (``refit_final``),
+    so the posteriors and prototypes belong to the final encoder. At each later refit
     ``refit_restarts`` fresh starts compete with the warm one; the fit of highest log-likelihood is
     kept (by more than tol), its components matched to the previous ones by the overlap of the two
     partitions, so they keep their identity. E is the Dirichlet
@@ -92,25 +93,46 @@ class MAVAE(VAE):
         gmm = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
                                   n_init=1 if warm else self.n_init,
                                   random_state=int(rng.integers(2**31 - 1)), **warm).fit(u)
-        order = np.arange(self.n_components)
+        order, resp = np.arange(self.n_components), gmm.predict_proba(u)
         if warm:  # fresh starts compete with the warm one: a refit is not held to the first refit's optimum
             fresh = ManifoldAnchoredGMM(self.n_components, bandwidth=self.bandwidth, init_params="em",
                                         n_init=self.refit_restarts, random_state=int(rng.integers(2**31 - 1))).fit(u)
             if fresh.lower_bound_ > gmm.lower_bound_ + gmm.tol:
-                order = matching_components(gmm.predict(u), fresh.predict(u), self.n_components)
-                gmm = fresh
-        resp = gmm.predict_proba(u)[:, order]
+                fresh_resp = fresh.predict_proba(u)
+                order = matching_components(resp.argmax(1), fresh_resp.argmax(1), self.n_components)
+                gmm, resp = fresh, fresh_resp[:, order]
         medoids = gmm.medoid_indices_[order]
         means, covariances, weights = gmm.means_[order], gmm.covariances_[order], gmm.weights_[order]
         if self.manifold != "none":  # the prior in z from the responsibilities found in u
             means = x[medoids]
             covariances, weights = mixture_in_latents(x, resp, means, gmm.reg_covar)
-        extra_variance = None
-        if logvars is not None:
-            var = logvars.detach().double().cpu()[keep].exp().numpy()
-            extra_variance = (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
+        extra_variance = None if logvars is None else member_variance(resp, logvars[keep])
         self.prior.set(means, covariances, weights, keep[medoids], extra_variance)
         self.n_refits += 1
+
+    def refit_final(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
+        """After the last epoch the partition the encoder was trained toward is kept and its Gaussians
+        re-estimated on the final encodings: mu_k = z_{m_k} (the same medoids, their final
+        encodings), gamma_ik = the posterior at m(x_i) of the current prior with each Gaussian moved to
+        its medoid's final encoding, Sigma_k and pi_k from gamma
+        (``mixture_in_latents``), plus the members' mean posterior variance in the KL target.
+
+        A full refit here would redraw the partition on a new manifold layout with no epoch left to
+        train the encoder toward it (on MNIST successive refits agree only at ARI 0.83-0.91).
+        """
+        if not bool(self.prior.fitted):  # trained no further than warm-up: the first fit
+            self.refit(encodings, logvars)
+            return
+        z = encodings.detach().double().cpu()
+        medoids = self.prior.medoid_indices.cpu().numpy()
+        means = z[medoids].numpy()
+        moved = MixturePrior(self.n_components, z.shape[1]).double()  # each Gaussian moved with its medoid
+        moved.set(means, self.prior.covariances.double().cpu(), self.prior.weights.double().cpu())
+        with torch.no_grad():
+            resp = moved.posterior(z).numpy()
+        covariances, weights = mixture_in_latents(z.numpy(), resp, means)
+        extra_variance = None if logvars is None else member_variance(resp, logvars)
+        self.prior.set(means, covariances, weights, medoids, extra_variance)
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mean, logvar, terms = self.reconstruct(x)  # with a pose head, mean/logvar are the content latent's
@@ -133,6 +155,12 @@ class MAVAE(VAE):
         if not bool(self.prior.fitted):
             raise RuntimeError("the MA-VAE prior is not fitted yet (still in warm-up)")
         return self.prior.means.clone(), self.prior.medoid_indices.cpu().numpy()
+
+
+def member_variance(resp: np.ndarray, logvars: torch.Tensor) -> np.ndarray:
+    """v_k = sum_i gamma_ik s_i^2 / N_k (K, d): the members' mean posterior variance."""
+    var = logvars.detach().double().cpu().exp().numpy()
+    return (resp.T @ var) / (resp.sum(0)[:, None] + 1e-12)
 
 
 def matching_components(previous: np.ndarray, new: np.ndarray, k: int) -> np.ndarray:
