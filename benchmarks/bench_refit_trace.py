@@ -1,10 +1,10 @@
 """The MA-VAE's partition at each refit: does the partition found at the end of warm-up stay?
 
 Fits the MA-VAE with every default (``mavae fit --data D --k K --seed S``) and records, after each
-refit (and the final one after the last epoch), the training partition (argmax of the refitted prior's posterior on the training encodings
-the refit saw). Scored against the labels afterwards (evaluation only): the ACC of each refit's
-partition and its adjusted Rand index to the previous refit's and to the final one. Writes
-benchmarks/results/refit_trace_<data>_k<K>_seed<S>.json.
+refit (and the final one after the last epoch), the training partition (argmax of the refitted
+prior's posterior on the training encodings the refit saw). Scored against the labels afterwards
+(evaluation only): the ACC of each refit's partition and its adjusted Rand index to the previous
+refit's and to the final one. Writes benchmarks/results/refit_trace_<data>_k<K>_seed<S>.json.
 
     python benchmarks/bench_refit_trace.py --data mnist --k 10 --seed 0
 """
