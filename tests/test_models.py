@@ -90,11 +90,16 @@ def test_matching_components_is_the_permutation_of_largest_overlap():
     assert matching_components(previous, new, 3).tolist() == [2, 0, 1]
 
 
-def test_a_refit_leaves_a_poor_warm_start_for_a_fresh_fit_of_higher_likelihood():
+def three_blobs():
+    """(generator, labels (300,), encodings (300, 2)): three blobs of 100 points, 10 apart, sd 0.5."""
     rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     labels = np.repeat(np.arange(3), 100)
-    z = torch.as_tensor(centres[labels] + rng.normal(0, 0.5, (300, 2)))
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    return rng, labels, torch.as_tensor(centres[labels] + rng.normal(0, 0.5, (300, 2)))
+
+
+def test_a_refit_leaves_a_poor_warm_start_for_a_fresh_fit_of_higher_likelihood():
+    _, labels, z = three_blobs()
     model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0)
     # a previous prior with two components in the first blob and one on the other two
     model.prior.set(np.array([[0.0, -0.3], [0.0, 0.3], [5.0, 5.0]]), np.stack([0.1 * np.eye(2)] * 2 + [30 * np.eye(2)]),
@@ -110,10 +115,7 @@ def test_a_refit_leaves_a_poor_warm_start_for_a_fresh_fit_of_higher_likelihood()
 
 
 def test_mavae_final_refit_keeps_the_partition_and_moves_its_gaussians_to_the_final_encodings():
-    rng = np.random.default_rng(0)
-    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    labels = np.repeat(np.arange(3), 100)
-    z = torch.as_tensor(centres[labels] + rng.normal(0, 0.5, (300, 2)))
+    rng, labels, z = three_blobs()
     model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0)
     # the prior the encoder was trained toward: blobs 0 and 1 together, blob 2 split in two
     halves = [200 + int(np.abs(z[200:, 0].numpy() - x).argmin()) for x in (-0.4, 0.4)]  # real subjects
