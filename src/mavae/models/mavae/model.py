@@ -113,9 +113,9 @@ class MAVAE(VAE):
     def refit_final(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
         """After the last epoch the partition the encoder was trained toward is kept and its Gaussians
         re-estimated on the final encodings: mu_k = z_{m_k} (the same medoids, their final
-        encodings), gamma_ik = the posterior at m(x_i) of the current prior with each Gaussian moved to
-        its medoid's final encoding, Sigma_k and pi_k from gamma
-        (``mixture_in_latents``), plus the members' mean posterior variance in the KL target.
+        encodings), gamma_ik = the posterior at m(x_i) of the current prior with each Gaussian moved
+        to its medoid's final encoding, Sigma_k and pi_k from gamma (``mixture_in_latents``), plus
+        the members' mean posterior variance in the KL target.
 
         A full refit here would redraw the partition on a new manifold layout with no epoch left to
         train the encoder toward it (on MNIST successive refits agree only at ARI 0.83-0.91).
