@@ -76,3 +76,24 @@ def test_small_cohorts_get_coordinates(n):
     z = np.random.default_rng(n).normal(size=(n, 4))
     u = manifold_coordinates(z, "umap", seed=0)
     assert u.shape == (n, min(10, n - 2)) and np.isfinite(u).all()
+
+
+def test_a_layout_started_from_the_previous_one_keeps_it_and_is_seeded():
+    z, labels = two_rings()
+    first = manifold_coordinates(z, "umap", seed=3)
+    moved = z + np.random.default_rng(1).normal(0, 0.01, z.shape)  # the same points, encoded a little differently
+    warm = manifold_coordinates(moved, "umap", seed=4, init=first, n_epochs=50)
+    assert np.array_equal(warm, manifold_coordinates(moved, "umap", seed=4, init=first, n_epochs=50))
+    in_first = ManifoldAnchoredGMM(2, n_init=2, random_state=0).fit(first).predict(first)
+    in_warm = ManifoldAnchoredGMM(2, n_init=2, random_state=0).fit(warm).predict(warm)
+    assert adjusted_rand_score(labels, in_warm) == pytest.approx(1.0) == adjusted_rand_score(in_first, in_warm)
+    # each point's nearest neighbours in the layout stay mostly the same points
+    from sklearn.neighbors import NearestNeighbors
+
+    near = [NearestNeighbors(n_neighbors=10).fit(u).kneighbors(u, return_distance=False) for u in (first, warm)]
+    shared = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(*near)])
+    assert shared > 0.5
+    with pytest.raises(ValueError, match=r"init must be a finite \(600, 10\) layout"):
+        manifold_coordinates(z, "umap", init=first[:, :2])
+    with pytest.raises(ValueError, match="n_epochs must be >= 1"):
+        manifold_coordinates(z, "umap", n_epochs=0)

@@ -142,6 +142,36 @@ def test_mavae_final_refit_before_any_prior_is_a_full_fit():
     assert adjusted_rand_score(np.repeat([0, 1], 60), model.posterior(z.float()).argmax(1).numpy()) == 1.0
 
 
+def test_mavae_starts_each_later_layout_from_the_last_and_drops_it_after_the_final_step(monkeypatch):
+    import mavae.models.mavae.model as module
+
+    _, labels, z = three_blobs()
+    calls, original = [], module.manifold_coordinates
+
+    def recording(x, method, **kwargs):
+        calls.append(kwargs)
+        return original(x, method, **kwargs)
+
+    model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0, n_init=2, manifold="umap",
+                  refit_max_points=200)
+    monkeypatch.setattr(module, "manifold_coordinates", recording)
+    model.refit(z)
+    first_layout = model.layout.clone()
+    assert calls[0]["init"] is None and first_layout.shape == (200, 10)
+    model.refit(z + 0.01)
+    assert np.array_equal(calls[1]["init"], first_layout.numpy()) and calls[1]["n_epochs"] == model.warm_layout_epochs
+    assert adjusted_rand_score(labels, model.posterior(z.float()).argmax(1).numpy()) == pytest.approx(1.0)
+    state = model.state_dict()  # a checkpoint between refits carries the layout
+    clone = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0, manifold="umap")
+    clone.load_state_dict(state)
+    assert torch.equal(clone.layout, model.layout)
+    model.refit_final(z)
+    assert model.layout.numel() == 0  # the saved model does not carry it
+    del state["layout"]  # a model file written before layouts were kept
+    clone.load_state_dict(state)
+    assert clone.layout.numel() == 0
+
+
 def test_mavae_refuses_posteriors_before_its_prior_exists():
     model = MAVAE((1, 16, 16), latent_dim=4, n_components=3, width=8)
     with pytest.raises(RuntimeError, match="not fitted"):

@@ -25,10 +25,15 @@ MANIFOLDS = ("none", "umap")
 
 
 def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_neighbors: int = 20,
-                         seed: int = 0) -> np.ndarray:
+                         seed: int = 0, init=None, n_epochs: int | None = None) -> np.ndarray:
     """(n, n_components) coordinates of z (n, d): UMAP with ``n_neighbors`` neighbours (all other
     points when there are fewer; and at most n - 2 dimensions), min_dist = 0 and random_state = seed (bit-reproducible);
-    ``method="none"`` returns z itself (float64)."""
+    ``method="none"`` returns z itself (float64).
+
+    The layout starts from the graph's spectral embedding, or from ``init`` (n, n_components), e.g.
+    the layout of the same points' previous encodings, taken as it is (umap-learn would rescale
+    each axis of a given start to [0, 10], which flattens the axes that separate the pieces most).
+    It runs ``n_epochs`` epochs (default umap-learn's: 500 up to 10,000 points, else 200)."""
     z = np.asarray(z, dtype=np.float64)
     if method not in MANIFOLDS:
         raise ValueError(f"manifold must be one of {MANIFOLDS}, got {method!r}")
@@ -40,18 +45,38 @@ def manifold_coordinates(z, method: str = "umap", *, n_components: int = 10, n_n
         raise ValueError(f"manifold='umap' needs at least 3 points, got {len(z)}")
     n_neighbors = min(n_neighbors, len(z) - 1)  # a small cohort: every other point is a neighbour
     n_components = min(n_components, len(z) - 2)  # the spectral start needs dimensions + 1 < n
+    if init is not None:
+        init = np.asarray(init, dtype=np.float64)
+        if init.shape != (len(z), n_components) or not np.isfinite(init).all():
+            raise ValueError(f"init must be a finite ({len(z)}, {n_components}) layout, got shape {init.shape}")
+    if n_epochs is None:
+        n_epochs = 500 if len(z) <= 10_000 else 200
+    if n_epochs < 1:
+        raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
     from sklearn.neighbors import NearestNeighbors
-    from umap.umap_ import find_ab_params, simplicial_set_embedding  # numba start-up: imported here
+    from umap.layouts import optimize_layout_euclidean  # numba start-up: imported here
+    from umap.umap_ import find_ab_params, make_epochs_per_sample, simplicial_set_embedding
 
     distances, indices = NearestNeighbors(n_neighbors=n_neighbors, n_jobs=-1).fit(z).kneighbors(z)  # exact
     graph = fuzzy_graph(distances, indices)
     a, b = find_ab_params(1.0, 0.0)  # spread 1, min_dist 0
-    with warnings.catch_warnings():  # umap-learn's notices about its own defaults
-        warnings.simplefilter("ignore", UserWarning)
-        u, _ = simplicial_set_embedding(
-            z, graph, n_components, initial_alpha=1.0, a=a, b=b, gamma=1.0, negative_sample_rate=5,
-            n_epochs=None, init="spectral", random_state=np.random.RandomState(int(seed)), metric="euclidean",
-            metric_kwds={}, densmap=False, densmap_kwds={}, output_dens=False, parallel=False)
+    random_state = np.random.RandomState(int(seed))
+    if init is None:
+        with warnings.catch_warnings():  # umap-learn's notices about its own defaults
+            warnings.simplefilter("ignore", UserWarning)
+            u, _ = simplicial_set_embedding(
+                z, graph, n_components, initial_alpha=1.0, a=a, b=b, gamma=1.0, negative_sample_rate=5,
+                n_epochs=n_epochs, init="spectral", random_state=random_state, metric="euclidean", metric_kwds={},
+                densmap=False, densmap_kwds={}, output_dens=False, parallel=False)
+        return u.astype(np.float64)
+    # the same optimisation from the given start: edges too weak to be sampled once are dropped
+    graph.data[graph.data < graph.data.max() / n_epochs] = 0.0
+    graph.eliminate_zeros()
+    u = init.astype(np.float32, order="C")
+    rng_state = random_state.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64)
+    u = optimize_layout_euclidean(u, u, graph.row, graph.col, n_epochs, len(z),
+                                  make_epochs_per_sample(graph.data, n_epochs), a, b, rng_state, gamma=1.0,
+                                  initial_alpha=1.0, negative_sample_rate=5, parallel=False, move_other=True)
     return u.astype(np.float64)
 
 

@@ -17,8 +17,8 @@ class MAVAE(VAE):
     """L = recon + beta * KL(q(z|x) || N(mu_k*, Sigma_k*)) + lambda * E(Z_batch).
 
     The first ``warmup_epochs`` train a plain VAE (KL to N(0, I)). Then MA-EM is fitted on the
-    encoder means of the training set (a seeded subsample of at most ``refit_max_points`` that
-    always keeps the current medoids; the first fit keeps the best of ``n_init`` initialisations
+    encoder means of the training set (at most ``refit_max_points`` of them, one seeded subsample
+    for every refit; the first fit keeps the best of ``n_init`` initialisations
     by log-likelihood, label-free, each one ordinary EM then medoid-anchored EM: see
     ``ManifoldAnchoredGMM(init_params="em")``) and refitted every ``refit_every`` epochs, warm-started
     from the previous parameters with the medoids' new encodings as means. After the last epoch the
@@ -33,12 +33,14 @@ class MAVAE(VAE):
     (``embedding.manifold_coordinates``), where the pieces of the data manifold are compact and
     apart, and its responsibilities gamma_ik and medoids m_k give the prior in z:
     mu_k = z_{m_k} (still a real training image), Sigma_k = sum_i gamma_ik (z_i - mu_k)(z_i -
-    mu_k)^T / N_k, pi_k = N_k / n. A refit after the first starts MA-EM from the previous medoids'
-    new coordinates, so components keep their identity.
+    mu_k)^T / N_k, pi_k = N_k / n. A refit after the first starts the layout from the previous
+    layout (``warm_layout_epochs`` epochs instead of a spectral start and umap-learn's 200-500) and
+    MA-EM from the previous medoids' new coordinates, so components keep their identity.
     """
 
     refits_at_end = True
     refit_restarts = 5  # fresh MA-EM starts that compete with the warm start at each later refit
+    warm_layout_epochs = 100  # UMAP epochs of a layout that starts from the previous refit's layout
 
     def __init__(self, image_shape, latent_dim: int = 16, n_components: int = 5, *, width: int = 32,
                  beta: float = 1.0, dirichlet_weight: float = FitConfig.dirichlet_weight, recon: str = "mse",
@@ -58,6 +60,14 @@ class MAVAE(VAE):
         self.n_init, self.bandwidth, self.manifold, self.seed = n_init, bandwidth, manifold, seed
         self.prior = MixturePrior(n_components, latent_dim)
         self.register_buffer("n_refits", torch.tensor(0))
+        self.register_buffer("layout", torch.zeros(0, 0, dtype=torch.float64))  # the last refit's u, until the end
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "layout"  # its shape is the refit subsample's; files without it hold no layout
+        shape = state_dict[key].shape if key in state_dict else (0, 0)
+        self.layout = self.layout.new_zeros(shape)
+        state_dict.setdefault(key, self.layout)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def needs_refit(self, epoch: int) -> bool:
         return epoch >= self.warmup_epochs and (epoch - self.warmup_epochs) % self.refit_every == 0
@@ -73,15 +83,19 @@ class MAVAE(VAE):
         """
         z = encodings.detach().double().cpu()
         n = len(z)
-        rng = np.random.default_rng([self.seed, int(self.n_refits)])
         keep = np.arange(n)
         previous = self.prior.medoid_indices.cpu().numpy() if bool(self.prior.fitted) else None
-        if n > self.refit_max_points:
-            keep = np.sort(rng.choice(n, self.refit_max_points, replace=False))
-            if previous is not None:
+        if n > self.refit_max_points:  # one seeded subsample for every refit, so a layout can start from the last
+            keep = np.sort(np.random.default_rng(self.seed).choice(n, self.refit_max_points, replace=False))
+            if previous is not None:  # a no-op once the medoids come from this subsample
                 keep = np.union1d(keep, previous)
+        rng = np.random.default_rng([self.seed, int(self.n_refits)])
         x = z[keep].numpy()
-        u = manifold_coordinates(x, self.manifold, seed=int(rng.integers(2**31 - 1)))
+        start = self.layout.cpu().numpy() if len(self.layout) == len(keep) and self.manifold != "none" else None
+        u = manifold_coordinates(x, self.manifold, seed=int(rng.integers(2**31 - 1)), init=start,
+                                 n_epochs=None if start is None else self.warm_layout_epochs)
+        if self.manifold != "none":
+            self.layout = torch.as_tensor(u, dtype=torch.float64, device=self.layout.device)
         warm = {}
         if previous is not None:
             where = np.searchsorted(keep, previous)  # the previous medoids' rows in x (and u)
@@ -122,7 +136,9 @@ class MAVAE(VAE):
         """
         if not bool(self.prior.fitted):  # trained no further than warm-up: the first fit
             self.refit(encodings, logvars)
+            self.layout = self.layout.new_zeros(0, 0)
             return
+        self.layout = self.layout.new_zeros(0, 0)  # no refit follows: the saved model does not carry it
         z = encodings.detach().double().cpu()
         medoids = self.prior.medoid_indices.cpu().numpy()
         means = z[medoids].numpy()
