@@ -86,7 +86,7 @@ class MAVAE(VAE):
         keep = np.arange(n)
         previous = self.prior.medoid_indices.cpu().numpy() if bool(self.prior.fitted) else None
         if n > self.refit_max_points:  # one seeded subsample for every refit, so a layout can start from the last
-            keep = np.sort(np.random.default_rng(self.seed).choice(n, self.refit_max_points, replace=False))
+            keep = np.sort(np.random.default_rng([self.seed, 0]).choice(n, self.refit_max_points, replace=False))
             if previous is not None:  # a no-op once the medoids come from this subsample
                 keep = np.union1d(keep, previous)
         rng = np.random.default_rng([self.seed, int(self.n_refits)])
