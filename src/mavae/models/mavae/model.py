@@ -91,7 +91,7 @@ class MAVAE(VAE):
                 keep = np.union1d(keep, previous)
         rng = np.random.default_rng([self.seed, int(self.n_refits)])
         x = z[keep].numpy()
-        start = self.layout.cpu().numpy() if len(self.layout) == len(keep) and self.manifold != "none" else None
+        start = self.layout.cpu().numpy() if len(self.layout) == len(keep) else None  # only a UMAP refit keeps one
         u = manifold_coordinates(x, self.manifold, seed=int(rng.integers(2**31 - 1)), init=start,
                                  n_epochs=None if start is None else self.warm_layout_epochs)
         if self.manifold != "none":
