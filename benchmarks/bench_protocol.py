@@ -26,6 +26,11 @@ Rows:
     python benchmarks/bench_protocol.py run --data pneumoniamnist --k 2 --rows mavae vae --seeds 0 1 2
     python benchmarks/bench_protocol.py run --data cardiac --preset rotated --k 5 --rows mavae@pose=none
     python benchmarks/bench_protocol.py tables
+    python benchmarks/bench_protocol.py compare 7ff4e6f 8afb426 --rows mavae mavae@pose=none \
+        --out benchmarks/results/warm_layouts.md
+
+``compare`` sets rows' run files as they were at two git revisions side by side (a change's
+measured effect, from the committed files alone).
 """
 from __future__ import annotations
 
@@ -352,6 +357,40 @@ def write_tables() -> None:
     print(f"wrote benchmarks/results/protocol.md and the README block from {len(runs)} run files")
 
 
+# ---- one row at two revisions --------------------------------------------------------------------
+
+def runs_at(revision: str, rows: list[str], repo: Path = ROOT.parent) -> dict[tuple[str, str, int], dict]:
+    """The rows' run files as committed at a git revision, keyed by (cohort, row, seed)."""
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+    paths = git("ls-tree", "-r", "--name-only", revision, "--", "benchmarks/results/runs").split()
+    runs = [json.loads(git("show", f"{revision}:{p}")) for p in paths
+            if Path(p).name.rsplit("-seed", 1)[0] in rows]
+    return {(r["cohort"], r["row"], r["seed"]): r for r in runs}
+
+
+COMPARE_COLUMNS = (("fit_seconds", "fit s", ".0f"), ("refit_seconds", "refits s", ".0f"), ("acc", "ACC", ".3f"),
+                   ("statistical_accuracy", "stat. acc.", ".3f"), ("n_degenerate", "degenerate", ".0f"))
+
+
+def compare_markdown(before: str, after: str, rows: list[str], out: str, repo: Path = ROOT.parent) -> str:
+    """Per (cohort, row, seed) present at both revisions: each score 'before -> after', and the
+    code commit each file was made at."""
+    old, new = runs_at(before, rows, repo), runs_at(after, rows, repo)
+    lines = [f"`python benchmarks/bench_protocol.py compare {before} {after} --rows {' '.join(rows)} --out {out}`", "",
+             f"The run files as committed at revision {before} -> at {after} (labels scored the test split only).",
+             "", "| cohort | row | seed | made at | " + " | ".join(t for _, t, _ in COMPARE_COLUMNS) + " |",
+             "|---|---|---|---|" + "---|" * len(COMPARE_COLUMNS)]
+
+    def cell(a, b, spec: str) -> str:
+        return "–" if a is None and b is None else " -> ".join("–" if v is None else format(v, spec) for v in (a, b))
+    for key in sorted(old.keys() & new.keys()):
+        a, b = old[key], new[key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {a['commit']} -> {b['commit']} | "
+                     + " | ".join(cell(a.get(c), b.get(c), spec) for c, _, spec in COMPARE_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -367,9 +406,18 @@ def main():
     for name in ("epochs", "n-per-class", "image-size"):
         run.add_argument(f"--{name}", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     sub.add_parser("tables", help="regenerate benchmarks/results/protocol.md and the README block")
+    compare = sub.add_parser("compare", help="one row's run files at two git revisions, side by side")
+    compare.add_argument("before")
+    compare.add_argument("after")
+    compare.add_argument("--rows", nargs="+", default=["mavae"])
+    compare.add_argument("--out", required=True, help="the markdown file to write")
     args = parser.parse_args()
     if args.command == "tables":
         write_tables()
+        return
+    if args.command == "compare":
+        write_atomic(Path(args.out), compare_markdown(args.before, args.after, args.rows, args.out).encode())
+        print(f"wrote {args.out}")
         return
     for row in args.rows:
         parse_row(row)

@@ -100,3 +100,27 @@ def test_comparison_says_ahead_level_or_behind_on_the_seeds_both_rows_have():
         "MA-VAE against vae+umap+gmm at the same settings (seed(s) 0 1, medians): ACC 0.910 vs 0.920 (behind); "
         "sharpness 0.940 vs 0.900 (ahead); on-manifold dist. 0.000 vs 0.750 (ahead).")
     assert bench_protocol.comparison([r for r in sub if r["row"] == "mavae"]) is None
+
+
+def test_compare_sets_the_run_files_of_two_revisions_side_by_side(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def commit_run(row, seed, commit, **values):
+        path = tmp_path / "benchmarks" / "results" / "runs" / "toy-k2" / f"{row}-seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(cohort="toy-k2", row=row, seed=seed, commit=commit, **values)))
+        git("add", ".")
+        git("commit", "-q", "-m", f"{row} {seed}")
+        return git("rev-parse", "--short", "HEAD")
+    git("init", "-q")
+    commit_run("mavae", 0, "aaa", fit_seconds=100.0, acc=0.8)
+    before = commit_run("vae+gmm", 0, "aaa", fit_seconds=90.0, acc=0.7)
+    commit_run("mavae", 0, "bbb", fit_seconds=60.4, acc=0.75)
+    after = commit_run("mavae", 1, "bbb", fit_seconds=61.0, acc=0.9)  # new at `after`: not compared
+    text = bench_protocol.compare_markdown(before, after, ["mavae"], "out.md", repo=tmp_path)
+    assert text.splitlines()[0] == f"`python benchmarks/bench_protocol.py compare {before} {after} --rows mavae " \
+                                   "--out out.md`"
+    rows = [line for line in text.splitlines() if line.startswith("| toy")]
+    assert rows == ["| toy-k2 | mavae | 0 | aaa -> bbb | 100 -> 60 | – | 0.800 -> 0.750 | – | – |"]
