@@ -134,11 +134,14 @@ class MAVAE(VAE):
         A full refit here would redraw the partition on a new manifold layout with no epoch left to
         train the encoder toward it (on MNIST successive refits agree only at ARI 0.83-0.91).
         """
-        if not bool(self.prior.fitted):  # trained no further than warm-up: the first fit
+        if bool(self.prior.fitted):
+            self.reestimate_at_medoids(encodings, logvars)
+        else:  # trained no further than warm-up: the first fit
             self.refit(encodings, logvars)
-            self.layout = self.layout.new_zeros(0, 0)
-            return
         self.layout = self.layout.new_zeros(0, 0)  # no refit follows: the saved model does not carry it
+
+    def reestimate_at_medoids(self, encodings: torch.Tensor, logvars: torch.Tensor | None = None) -> None:
+        """The prior's partition kept, its Gaussians re-estimated around the medoids' new encodings."""
         z = encodings.detach().double().cpu()
         medoids = self.prior.medoid_indices.cpu().numpy()
         means = z[medoids].numpy()
