@@ -93,10 +93,14 @@ def machine(device: str) -> dict:
     return out
 
 
+def git(*args, repo: Path = ROOT.parent) -> str:
+    """The stdout of a git command run in repo (CalledProcessError when it fails)."""
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
 def commit() -> str:
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return git("describe", "--always", "--dirty", "--abbrev=7").strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -357,14 +361,12 @@ def write_tables() -> None:
     print(f"wrote benchmarks/results/protocol.md and the README block from {len(runs)} run files")
 
 
-# ---- one row at two revisions --------------------------------------------------------------------
+# ---- rows at two revisions ----------------------------------------------------------------------
 
 def runs_at(revision: str, rows: list[str], repo: Path = ROOT.parent) -> dict[tuple[str, str, int], dict]:
     """The rows' run files as committed at a git revision, keyed by (cohort, row, seed)."""
-    def git(*args) -> str:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
-    paths = git("ls-tree", "-r", "--name-only", revision, "--", "benchmarks/results/runs").split()
-    runs = [json.loads(git("show", f"{revision}:{p}")) for p in paths
+    paths = git("ls-tree", "-r", "--name-only", revision, "--", "benchmarks/results/runs", repo=repo).split()
+    runs = [json.loads(git("show", f"{revision}:{p}", repo=repo)) for p in paths
             if Path(p).name.rsplit("-seed", 1)[0] in rows]
     return {(r["cohort"], r["row"], r["seed"]): r for r in runs}
 
@@ -406,7 +408,7 @@ def main():
     for name in ("epochs", "n-per-class", "image-size"):
         run.add_argument(f"--{name}", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     sub.add_parser("tables", help="regenerate benchmarks/results/protocol.md and the README block")
-    compare = sub.add_parser("compare", help="one row's run files at two git revisions, side by side")
+    compare = sub.add_parser("compare", help="rows' run files at two git revisions, side by side")
     compare.add_argument("before")
     compare.add_argument("after")
     compare.add_argument("--rows", nargs="+", default=["mavae"])
