@@ -102,6 +102,13 @@ def test_preprocessing_removes_the_acquisition_nuisance_of_the_brain_phantom():
 def test_auto_rules_are_measured_without_labels():
     brain = fit_preprocessing(make_brain(20, 32, "realistic").images)
     assert brain.crop and brain.align and brain.decisions["median_axis_ratio"] >= 1.1
+    assert brain.decisions["wide_turn_fraction"] <= 0.05  # a rotation nuisance of 10 degrees sd
+    y, x = np.mgrid[-16:16, -16:16] + 0.5
+    lying, standing = (x / 10) ** 2 + (y / 5) ** 2 < 1, (x / 5) ** 2 + (y / 10) ** 2 < 1
+    crossed = np.stack([lying] * 12 + [standing] * 8)[:, None].astype(np.float32)  # axis is shape, not pose
+    prep = fit_preprocessing(crossed)
+    assert prep.crop and not prep.align and prep.decisions["wide_turn_fraction"] == pytest.approx(0.4)
+    assert fit_preprocessing(crossed[:12]).align and fit_preprocessing(crossed, align="on").align
     cardiac = fit_preprocessing(make_cardiac(20, 32).images)  # round silhouettes: nothing to align
     assert cardiac.crop and not cardiac.align
     full = np.random.default_rng(0).random((20, 1, 32, 32)).astype(np.float32) * 0.2 + 0.4  # fills the view

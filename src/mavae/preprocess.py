@@ -21,8 +21,9 @@ image the run reads again (test split, report, invert, assign):
 The ``auto`` rules (``fit_preprocessing``) look at the silhouettes only: when the subject sits
 inside the field of view (fewer than half of the silhouettes touch the border), the bias field is
 ``fast``, ``crop`` is on and ``align`` is on if the silhouettes are elongated (median axis ratio
->= 1.1; a round silhouette has no axis). A field of view filled by the body (a radiograph) gets
-intensity standardisation only.
+>= 1.1; a round silhouette has no axis) and their axes agree (at most 5% of them would turn by more
+than 45 degrees: the axis is a pose, not part of the shape). A field of view filled by the body (a
+radiograph) gets intensity standardisation only.
 
 Masks: the tissue mask is Otsu's threshold of the image smoothed by a Gaussian of 1 px; the
 silhouette is its largest connected component with holes filled. The learned pose head is decided
@@ -44,6 +45,8 @@ BIAS_FIELDS = ("auto", "fast", "n4", "none")
 SWITCHES = ("auto", "on", "off")
 FILL = 0.9  # the typical silhouette's farthest pixel after cropping, as a fraction of the half-width
 ELONGATED = 1.1  # median axis ratio above which silhouettes are aligned
+WIDE_TURN = 45.0  # degrees: a silhouette turned further lies closer to across the cohort's axis than along it
+MOST_TURNED = 0.05  # above this fraction of wide turns the axis is part of the shape: no align
 SPREAD = 0.5  # mean resultant length of doubled content angles below which the pose head is used
 _TUKEY_C = 3.0  # the biweight's cut-off, in robust standard deviations: other tissues are outliers
 MIN_SILHOUETTE = 8  # pixels: a smaller silhouette is no subject to centre or align
@@ -264,7 +267,10 @@ def fit_preprocessing(images: np.ndarray, *, bias_field: str = "auto", intensity
     fewer than half of the silhouettes touch the border; then bias_field "auto" is "fast" (else
     "none": a field of view filled by the body, as in a radiograph, has no background to anchor a
     field on), crop is on, and align is on when the silhouettes are elongated (median axis ratio >=
-    ELONGATED)."""
+    ELONGATED) and at most MOST_TURNED of them would turn by more than WIDE_TURN degrees onto the
+    cohort's mean axis (a rotation nuisance of sd sigma turns 2 Phi(-45 / sigma) of them that far,
+    5% at sigma = 23 degrees; more means the axis is part of the shape: a tenth of MNIST's digits lie
+    across its mean axis, and turning them would make one digit look like another)."""
     if bias_field not in BIAS_FIELDS:
         raise ValueError(f"--bias-field must be one of {', '.join(BIAS_FIELDS)}, got {bias_field!r}")
     for name, value in (("intensity", intensity), ("crop", crop), ("align", align)):
@@ -276,25 +282,28 @@ def fit_preprocessing(images: np.ndarray, *, bias_field: str = "auto", intensity
     body = silhouette(tissue)
     valid = body.sum((1, 2)) >= MIN_SILHOUETTE
     shape = {key: value[valid] for key, value in moments(body.astype(np.float64)).items()}
+    if not valid.any():  # no silhouette anywhere: the whole field of view stands in for one
+        shape = moments(np.ones((1,) + gray.shape[1:]))
     side = max(gray.shape[1:])
     border = float(touches_border(body).mean())
     inside = bool(valid.any()) and border < 0.5
-    ratio = float(np.median(shape["ratio"])) if valid.any() else 1.0
-    decisions = dict(border_fraction=round(border, 4), median_axis_ratio=round(ratio, 4))
+    ratio = float(np.median(shape["ratio"]))
+    doubled = np.exp(2j * np.radians(shape["angle"]))
+    axis = float(np.degrees(np.angle(doubled.mean())) / 2)
+    turned = float(np.mean(np.abs(axis_turn(shape["angle"], axis)) > WIDE_TURN))
+    decisions = dict(border_fraction=round(border, 4), median_axis_ratio=round(ratio, 4),
+                     wide_turn_fraction=round(turned, 4))
     if bias_field == "auto":
         bias_field = "fast" if inside else "none"
     do_crop = bool(valid.any()) and (crop == "on" or (crop == "auto" and inside))
-    do_align = bool(valid.any()) and (align == "on" or (align == "auto" and inside and ratio >= ELONGATED))
+    do_align = bool(valid.any()) and (align == "on" or (align == "auto" and inside and ratio >= ELONGATED
+                                                       and turned <= MOST_TURNED))
     if bias_field != "none":
         gray = gray / _bias_fields(gray, tissue, bias_field)
     background, tissue_level = landmarks(gray, tissue, body)
-    if not valid.any():
-        shape = moments(np.ones((1,) + gray.shape[1:]))
     radius = float(np.median(shape["radius"])) / side
     extent = float(np.median(shape["extent"] / np.maximum(shape["radius"], _EPS))) * radius  # fraction of side
     zoom = min(1.0, 2 * extent / FILL) if do_crop else 1.0
-    doubled = np.exp(2j * np.radians(shape["angle"]))
-    axis = float(np.degrees(np.angle(doubled.mean())) / 2)
     return Preprocessing(bias_field=bias_field, intensity=intensity == "on", crop=do_crop, align=do_align,
                          background=float(np.median(background)), tissue=float(np.median(tissue_level)),
                          radius=radius, zoom=zoom, axis_deg=axis, decisions=decisions)
@@ -303,6 +312,12 @@ def fit_preprocessing(images: np.ndarray, *, bias_field: str = "auto", intensity
 def _bias_fields(gray: np.ndarray, tissue: np.ndarray, method: str) -> np.ndarray:
     fit = fast_bias_field if method == "fast" else n4_bias_field
     return fit(gray, tissue).astype(np.float32)
+
+
+def axis_turn(angle_deg: np.ndarray, axis_deg: float) -> np.ndarray:
+    """The turn in [-90, 90) degrees that brings a principal axis at angle_deg onto axis_deg (an axis
+    has no head: 180 degrees apart is the same axis)."""
+    return (angle_deg - axis_deg + 90.0) % 180.0 - 90.0
 
 
 def apply_preprocessing(images: np.ndarray, prep: Preprocessing, timings: dict | None = None) -> np.ndarray:
@@ -340,7 +355,7 @@ def apply_preprocessing(images: np.ndarray, prep: Preprocessing, timings: dict |
         side = max(height, width)
         centre = np.stack([shape["cx"], shape["cy"]], 1) * valid[:, None] if prep.crop else np.zeros((n, 2))
         scale = np.where(valid, shape["radius"] / (prep.radius * side) * prep.zoom, 1.0) if prep.crop else np.ones(n)
-        turn = (shape["angle"] - prep.axis_deg + 90.0) % 180.0 - 90.0 if prep.align else np.zeros(n)
+        turn = axis_turn(shape["angle"], prep.axis_deg) if prep.align else np.zeros(n)
         turn = np.where(valid, turn, 0.0)
         out = warp(out.reshape(n * channels, height, width), np.repeat(centre, channels, 0),
                    np.repeat(scale, channels), np.repeat(turn, channels),
