@@ -30,7 +30,7 @@ Rows:
         --out benchmarks/results/warm_layouts.md
 
 ``compare`` sets rows' run files as they were at two git revisions side by side (a change's
-measured effect, from the committed files alone).
+measured effect, from the committed files alone); ``--cohorts`` keeps only the cohorts named.
 """
 from __future__ import annotations
 
@@ -375,18 +375,21 @@ COMPARE_COLUMNS = (("fit_seconds", "fit s", ".0f"), ("refit_seconds", "refits s"
                    ("statistical_accuracy", "stat. acc.", ".3f"), ("n_degenerate", "degenerate", ".0f"))
 
 
-def compare_markdown(before: str, after: str, rows: list[str], out: str, repo: Path = ROOT.parent) -> str:
-    """Per (cohort, row, seed) present at both revisions: each score 'before -> after', and the
-    code commit each file was made at."""
+def compare_markdown(before: str, after: str, rows: list[str], out: str, repo: Path = ROOT.parent,
+                     cohorts: list[str] | None = None) -> str:
+    """Per (cohort, row, seed) present at both revisions (of ``cohorts``, default all): each score
+    'before -> after', and the code commit each file was made at."""
     old, new = runs_at(before, rows, repo), runs_at(after, rows, repo)
-    lines = [f"`python benchmarks/bench_protocol.py compare {before} {after} --rows {' '.join(rows)} --out {out}`", "",
+    only = f" --cohorts {' '.join(cohorts)}" if cohorts else ""
+    command = f"python benchmarks/bench_protocol.py compare {before} {after} --rows {' '.join(rows)}{only} --out {out}"
+    lines = [f"`{command}`", "",
              f"The run files as committed at revision {before} -> at {after} (labels scored the test split only).",
              "", "| cohort | row | seed | made at | " + " | ".join(t for _, t, _ in COMPARE_COLUMNS) + " |",
              "|---|---|---|---|" + "---|" * len(COMPARE_COLUMNS)]
 
     def cell(a, b, spec: str) -> str:
         return "–" if a is None and b is None else " -> ".join("–" if v is None else format(v, spec) for v in (a, b))
-    for key in sorted(old.keys() & new.keys()):
+    for key in sorted(k for k in old.keys() & new.keys() if not cohorts or k[0] in cohorts):
         a, b = old[key], new[key]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {a['commit']} -> {b['commit']} | "
                      + " | ".join(cell(a.get(c), b.get(c), spec) for c, _, spec in COMPARE_COLUMNS) + " |")
@@ -412,13 +415,15 @@ def main():
     compare.add_argument("before")
     compare.add_argument("after")
     compare.add_argument("--rows", nargs="+", default=["mavae"])
+    compare.add_argument("--cohorts", nargs="+", default=None, help="only these cohorts (default: all)")
     compare.add_argument("--out", required=True, help="the markdown file to write")
     args = parser.parse_args()
     if args.command == "tables":
         write_tables()
         return
     if args.command == "compare":
-        write_atomic(Path(args.out), compare_markdown(args.before, args.after, args.rows, args.out).encode())
+        write_atomic(Path(args.out), compare_markdown(args.before, args.after, args.rows, args.out,
+                                                           cohorts=args.cohorts).encode())
         print(f"wrote {args.out}")
         return
     for row in args.rows:

@@ -124,3 +124,7 @@ def test_compare_sets_the_run_files_of_two_revisions_side_by_side(tmp_path):
                                    "--out out.md`"
     rows = [line for line in text.splitlines() if line.startswith("| toy")]
     assert rows == ["| toy-k2 | mavae | 0 | aaa -> bbb | 100 -> 60 | – | 0.800 -> 0.750 | – | – |"]
+    assert "| toy" not in bench_protocol.compare_markdown(before, after, ["mavae"], "o.md", repo=tmp_path,
+                                                          cohorts=["other-k2"])
+    assert "--cohorts toy-k2 --out" in bench_protocol.compare_markdown(before, after, ["mavae"], "o.md",
+                                                                       repo=tmp_path, cohorts=["toy-k2"])
