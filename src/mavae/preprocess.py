@@ -270,7 +270,7 @@ def fit_preprocessing(images: np.ndarray, *, bias_field: str = "auto", intensity
     ELONGATED) and at most MOST_TURNED of them would turn by more than WIDE_TURN degrees onto the
     cohort's mean axis (a rotation nuisance of sd sigma turns 2 Phi(-45 / sigma) of them that far,
     5% at sigma = 23 degrees; more means the axis is part of the shape: a tenth of MNIST's digits lie
-    across its mean axis, and turning them would make one digit look like another)."""
+    across its mean axis)."""
     if bias_field not in BIAS_FIELDS:
         raise ValueError(f"--bias-field must be one of {', '.join(BIAS_FIELDS)}, got {bias_field!r}")
     for name, value in (("intensity", intensity), ("crop", crop), ("align", align)):
