@@ -363,11 +363,13 @@ def write_tables() -> None:
 
 # ---- rows at two revisions ----------------------------------------------------------------------
 
-def runs_at(revision: str, rows: list[str], repo: Path = ROOT.parent) -> dict[tuple[str, str, int], dict]:
-    """The rows' run files as committed at a git revision, keyed by (cohort, row, seed)."""
+def runs_at(revision: str, rows: list[str], repo: Path = ROOT.parent,
+            cohorts: list[str] | None = None) -> dict[tuple[str, str, int], dict]:
+    """The rows' run files (of ``cohorts``, default all: the runs/<cohort>/ folders) as committed at a
+    git revision, keyed by (cohort, row, seed)."""
     paths = git("ls-tree", "-r", "--name-only", revision, "--", "benchmarks/results/runs", repo=repo).split()
-    runs = [json.loads(git("show", f"{revision}:{p}", repo=repo)) for p in paths
-            if Path(p).name.rsplit("-seed", 1)[0] in rows]
+    runs = [json.loads(git("show", f"{revision}:{p}", repo=repo)) for p in map(Path, paths)
+            if p.name.rsplit("-seed", 1)[0] in rows and (not cohorts or p.parent.name in cohorts)]
     return {(r["cohort"], r["row"], r["seed"]): r for r in runs}
 
 
@@ -379,7 +381,7 @@ def compare_markdown(before: str, after: str, rows: list[str], out: str, repo: P
                      cohorts: list[str] | None = None) -> str:
     """Per (cohort, row, seed) present at both revisions (of ``cohorts``, default all): each score
     'before -> after', and the code commit each file was made at."""
-    old, new = runs_at(before, rows, repo), runs_at(after, rows, repo)
+    old, new = runs_at(before, rows, repo, cohorts), runs_at(after, rows, repo, cohorts)
     only = f" --cohorts {' '.join(cohorts)}" if cohorts else ""
     command = f"python benchmarks/bench_protocol.py compare {before} {after} --rows {' '.join(rows)}{only} --out {out}"
     lines = [f"`{command}`", "",
@@ -389,7 +391,7 @@ def compare_markdown(before: str, after: str, rows: list[str], out: str, repo: P
 
     def cell(a, b, spec: str) -> str:
         return "–" if a is None and b is None else " -> ".join("–" if v is None else format(v, spec) for v in (a, b))
-    for key in sorted(k for k in old.keys() & new.keys() if not cohorts or k[0] in cohorts):
+    for key in sorted(old.keys() & new.keys()):
         a, b = old[key], new[key]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {a['commit']} -> {b['commit']} | "
                      + " | ".join(cell(a.get(c), b.get(c), spec) for c, _, spec in COMPARE_COLUMNS) + " |")
