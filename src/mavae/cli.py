@@ -42,7 +42,7 @@ INTENSITY_HELP = "per-image intensity standardisation to the cohort's landmarks:
 CROP_HELP = "centre and size-normalise each image on its silhouette: auto (default: when the images have a " \
             "background around the subject), on or off"
 ALIGN_HELP = "rotate each silhouette's principal axis onto the cohort's: auto (default: when the subject has a " \
-             "background around it and its silhouette is elongated), on or off"
+             "background around it and the silhouettes are elongated along a shared axis), on or off"
 
 
 def _preprocessing_options(bias_field, intensity, crop, align) -> dict:
