@@ -5,7 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from bench_refit_trace import clusters_per_label  # noqa: E402
 
 
 def test_bench_uncertainty_runs_on_a_tiny_cohort(tmp_path):
@@ -34,13 +40,27 @@ def test_bench_charts_inverse_runs_on_a_tiny_cohort(tmp_path):
     assert (tmp_path / "charts_inverse_block.png").is_file() and "figure" in rows[2]
 
 
-def test_bench_refit_trace_records_one_partition_per_refit(tmp_path):
+@pytest.mark.parametrize("model, n_refits", [("mavae", 2), ("vade", 1)])
+def test_bench_refit_trace_records_one_partition_per_refit(tmp_path, model, n_refits):
+    """The MA-VAE: a refit at the start of epoch 2 (the first after warm-up) and the final one after the last
+    epoch, whose partition is the trained model's; VaDE: its GaussianMixture initialisation only."""
     out = tmp_path / "trace.json"
-    command = [sys.executable, str(BENCHMARKS / "bench_refit_trace.py"), "--data", "cardiac", "--k", "5",
-               "--epochs", "4", "--warmup-epochs", "2", "--n-per-class", "12", "--image-size", "32", "--out", str(out)]
+    command = [sys.executable, str(BENCHMARKS / "bench_refit_trace.py"), "--model", model, "--data", "cardiac",
+               "--k", "5", "--epochs", "4", "--warmup-epochs", "2", "--n-per-class", "12", "--image-size", "32",
+               "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=BENCHMARKS)
     assert result.returncode == 0, result.stderr[-2000:]
-    refits = json.loads(out.read_text())["refits"]
-    assert len(refits) == 2  # at the start of epoch 2 (the first after warm-up) and after the last epoch
-    assert refits[-1]["ari_to_final"] == 1.0 and refits[0]["ari_to_previous"] is None
-    assert all(0 <= r["acc"] <= 1 for r in refits)
+    trace = json.loads(out.read_text())
+    refits = trace["refits"]
+    assert len(refits) == n_refits and refits[0]["ari_to_previous"] is None
+    if model == "mavae":
+        assert refits[-1]["ari_to_end"] == 1.0
+    assert all(0 <= r["acc"] <= 1 for r in [*refits, trace["end"]])
+    assert trace["labels"] == [0, 1, 2, 3, 4]
+    assert all(1 <= sum(r["clusters_per_label"]) <= 5 for r in [*refits, trace["end"]])  # empty clusters: none
+
+
+def test_clusters_per_label_counts_the_clusters_each_label_holds_the_majority_of():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2])
+    # cluster 0 holds three 0s and both 1s (label 1 has no cluster); clusters 1 and 2 split label 2
+    assert clusters_per_label(labels, np.array([0, 0, 0, 0, 0, 1, 2])) == [1, 0, 2]
