@@ -266,6 +266,7 @@ def median_cell(values: list[float], spec: str = ".3f") -> str:
 
 
 FORMATS = {"n_degenerate": ".1f", "wall_seconds": ".0f"}  # other columns: 3 decimals
+NORMAL_CLASS_DATA = ("pneumoniamnist",)  # data whose label 0 is the normal class: the normal recall column
 
 
 TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat. acc."),
@@ -306,7 +307,8 @@ def render(runs: list[dict]) -> str:
     parts = []
     for cohort in sorted({r["cohort"] for r in runs}):
         sub = [r for r in runs if r["cohort"] == cohort]
-        present = [(key, title) for key, title in TABLE_COLUMNS if any(r.get(key) is not None for r in sub)]
+        present = [(key, title) for key, title in TABLE_COLUMNS if any(r.get(key) is not None for r in sub)
+                   and (key != "normal_recall" or sub[0]["data"] in NORMAL_CLASS_DATA)]
         lines = [f"### {cohort}", "", "| row | seeds | " + " | ".join(t for _, t in present) + " | prototypes |",
                  "|---|---|" + "---|" * len(present) + "---|"]
         order = {name: i for i, name in enumerate(["mavae", "mavae_latents", *POSTHOC, *PEERS, "pixels"])}

@@ -91,6 +91,15 @@ def test_bench_protocol_writes_one_file_per_row_and_seed_and_resumes(tmp_path, r
     assert "MA-VAE against vae+umap+gmm at the same settings (seed(s) 0, medians): ACC " in table
 
 
+def test_normal_recall_column_only_where_label_0_is_the_normal_class():
+    def run(data, cohort):
+        return dict(data=data, cohort=cohort, row="mavae", seed=0, acc=0.9, normal_recall=0.7, prototypes_real=True,
+                    machine=dict(cpu="AMD EPYC", device="cpu"))
+    table = bench_protocol.render([run("mnist", "mnist-k10"), run("pneumoniamnist", "pneumoniamnist-k2")])
+    mnist, pneumonia = table.split("### pneumoniamnist-k2")
+    assert "normal recall" not in mnist and "| row | seeds | ACC | normal recall | prototypes |" in pneumonia
+
+
 def test_comparison_says_ahead_level_or_behind_on_the_seeds_both_rows_have():
     def run(row, seed, acc, sharp, dist):
         return dict(row=row, seed=seed, acc=acc, sharpness_mean=sharp, on_manifold_distance_mean=dist)
