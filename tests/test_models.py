@@ -130,7 +130,20 @@ def test_mavae_final_refit_keeps_the_partition_and_moves_its_gaussians_to_the_fi
     assert adjusted_rand_score(labels, after) < 0.8
     assert model.prior.medoid_indices.tolist() == medoids  # the same real subjects
     np.testing.assert_allclose(model.prior.means.numpy(), moved[medoids].numpy(), rtol=1e-6)
-    np.testing.assert_allclose(model.prior.weights.sum().item(), 1.0, rtol=1e-6)
+
+
+def test_mavae_final_refit_moves_the_gaussians_only_so_a_shifted_cohort_keeps_its_posteriors():
+    _, _, z = three_blobs()
+    model = MAVAE((1, 16, 16), latent_dim=2, n_components=3, width=8, seed=0, n_init=2)
+    model.refit(z, torch.full((300, 2), -2.0, dtype=z.dtype))
+    before = {name: buffer.clone() for name, buffer in model.prior.named_buffers()}
+    posterior = model.posterior(z.float())
+    shift = torch.tensor([3.0, -1.5], dtype=z.dtype)  # the last epoch moved every encoding by the same vector
+    model.refit_final(z + shift, torch.zeros(300, 2, dtype=z.dtype))
+    np.testing.assert_allclose(model.prior.means.numpy(), (before["means"] + shift.float()).numpy(), rtol=1e-6)
+    for name in ("covariances", "weights", "precisions_cholesky", "kl_precisions_cholesky", "medoid_indices"):
+        assert torch.equal(getattr(model.prior, name), before[name]), name
+    np.testing.assert_allclose(model.posterior((z + shift).float()).numpy(), posterior.numpy(), atol=1e-5)
 
 
 def test_mavae_final_refit_before_any_prior_is_a_full_fit():
