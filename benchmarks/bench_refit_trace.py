@@ -9,12 +9,22 @@ each partition's ACC, its adjusted Rand index to the previous refit's and to the
 number of clusters whose majority is each label (0: the label shares a cluster with another; 2 or
 more: it is split). Writes benchmarks/results/refit_trace_[<model>_]<data>_k<K>_seed<S>.json.
 
+For the MA-VAE it also compares rules for the final step (``final_step``), all applied to the same
+last refit's prior and final encodings: ``moved`` (the Gaussians moved to the medoids' final
+encodings, Sigma_k and pi_k kept: ``MAVAE.refit_final``, which the trained model reproduces),
+``moved_reestimated`` (then Sigma_k, pi_k re-estimated from the moved mixture's posterior: the rule
+before 2026-12-06), and Sigma_k, pi_k re-estimated from the loss's own assignment at the end of
+training (k* of the last prior's KL Gaussians at the final encodings) or from the unmoved prior's
+posterior. The label-free measure of each is its training partition's adjusted Rand index to that
+assignment (the partition the encoder was trained toward); ACCs score.
+
     python benchmarks/bench_refit_trace.py --data mnist --k 10 --seed 0
     python benchmarks/bench_refit_trace.py --model vade --data mnist --k 10 --seed 0
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -27,8 +37,11 @@ from sklearn.metrics.cluster import contingency_matrix
 from mavae import metrics
 from mavae.api import fit
 from mavae.config import FitConfig
+from mavae.mixture import log_gaussian_prob
+from mavae.models.prior import MixturePrior, mixture_in_latents
 from mavae.models.registry import MODELS
 from mavae.runs import load_run
+from mavae.training import stratify
 
 ROOT = Path(__file__).resolve().parent
 TRACED = ("mavae", "vade")  # the models whose prior is refitted on the encodings
@@ -38,6 +51,34 @@ def clusters_per_label(labels: np.ndarray, partition: np.ndarray) -> list[int]:
     """For each label (sorted), the number of non-empty clusters whose majority label it is."""
     majority = contingency_matrix(labels, partition).argmax(0)
     return np.bincount(majority, minlength=len(np.unique(labels))).tolist()
+
+
+def training_assignment(prior: MixturePrior, z: torch.Tensor) -> np.ndarray:
+    """k* of ``MixturePrior.kl_to_assigned``: argmax_k log pi_k + log N(z | mu_k, Sigma_k + diag v_k)."""
+    with torch.no_grad():
+        return (log_gaussian_prob(z.float(), prior.means, prior.kl_precisions_cholesky, "full")
+                + prior.weights.log()).argmax(1).numpy()
+
+
+def final_step_rules(last: MixturePrior, z: torch.Tensor) -> dict[str, MixturePrior]:
+    """The final-step rules compared (module docstring), each a new prior from the last refit's prior
+    and the final training encodings z (n, d)."""
+    medoids = last.medoid_indices.numpy()
+    z64 = z.detach().double().cpu().numpy()
+    means = z64[medoids]
+    moved = copy.deepcopy(last)
+    moved.means.copy_(z[medoids].to(moved.means))
+
+    def prior(covariances, weights):
+        new = MixturePrior(*means.shape)
+        new.set(means, covariances, weights, medoids)
+        return new
+
+    with torch.no_grad():
+        resp = {"moved_reestimated": moved.posterior(z.float()).double().numpy(),
+                "reestimated_from_training_assignment": np.eye(len(means))[training_assignment(last, z)],
+                "reestimated_from_unmoved_posterior": last.posterior(z.float()).double().numpy()}
+    return {"moved": moved, **{rule: prior(*mixture_in_latents(z64, r, means)) for rule, r in resp.items()}}
 
 
 def main():
@@ -61,8 +102,14 @@ def main():
 
     model = MODELS[args.model]
     model.refit = traced(model.refit)
+    last = {}
     if "refit_final" in vars(model):  # otherwise refit_final calls the traced refit
-        model.refit_final = traced(model.refit_final)
+        def keep_last(refit_final):
+            def run(self, encodings, logvars=None):
+                last.update(prior=copy.deepcopy(self.prior).cpu(), z=encodings.detach().cpu())
+                refit_final(self, encodings, logvars)
+            return run
+        model.refit_final = traced(keep_last(model.refit_final))
     small = {key: getattr(args, key) for key in ("epochs", "warmup_epochs", "n_per_class", "image_size")
              if getattr(args, key)}
     config = FitConfig(model=args.model, data=args.data, k=args.k, seed=args.seed, **small).validate()
@@ -70,16 +117,32 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         result = fit(config, Path(tmp) / "run", progress=False, report=False)
         run = load_run(Path(tmp) / "run")
-        labels = run.data()[0].labels
+        train, test = run.data()
+        labels = train.labels
         end = run.assignments["cluster"][run.assignments["split"] == "train"]
+        z_test = stratify(run.model(), test.images)[0] if last else None
     rows = [dict(refit=i, acc=metrics.cluster_accuracy(labels, p), ari_to_previous=None if i == 0 else
                  metrics.ari(partitions[i - 1], p), ari_to_end=metrics.ari(end, p),
                  clusters_per_label=clusters_per_label(labels, p))
             for i, p in enumerate(partitions)]
+    final_step = None
+    if last:
+        assignment = training_assignment(last["prior"], last["z"])
+        final_step = dict(training_assignment_acc=metrics.cluster_accuracy(labels, assignment))
+        for rule, prior in final_step_rules(last["prior"], last["z"]).items():
+            with torch.no_grad():
+                train_part = prior.posterior(last["z"].float()).argmax(1).numpy()
+                test_part = prior.posterior(z_test.float()).argmax(1).numpy()
+            final_step[rule] = dict(
+                ari_to_training_assignment=metrics.ari(assignment, train_part), train_acc=metrics.cluster_accuracy(
+                    labels, train_part), test_acc=metrics.cluster_accuracy(test.labels, test_part),
+                test_nmi=metrics.nmi(test.labels, test_part),
+                statistical_accuracy=metrics.statistical_accuracy(labels, train_part, test.labels, test_part))
     command = (f"python benchmarks/bench_refit_trace.py{'' if args.model == 'mavae' else ' --model ' + args.model}"
                f" --data {args.data} --k {args.k} --seed {args.seed}")
     out = dict(model=args.model, data=args.data, k=args.k, seed=args.seed, test_acc=result["acc"], refits=rows,
                end=dict(acc=metrics.cluster_accuracy(labels, end), clusters_per_label=clusters_per_label(labels, end)),
+               final_step=final_step,
                labels=np.unique(labels).tolist(), seconds=round(time.perf_counter() - start, 1), command=command)
     name = f"refit_trace_{'' if args.model == 'mavae' else args.model + '_'}{args.data}_k{args.k}_seed{args.seed}"
     path = Path(args.out or ROOT / "results" / f"{name}.json")

@@ -55,6 +55,15 @@ def test_bench_refit_trace_records_one_partition_per_refit(tmp_path, model, n_re
     assert len(refits) == n_refits and refits[0]["ari_to_previous"] is None
     if model == "mavae":
         assert refits[-1]["ari_to_end"] == 1.0
+        rules = trace["final_step"]
+        assert set(rules) == {"training_assignment_acc", "moved", "moved_reestimated",
+                              "reestimated_from_training_assignment", "reestimated_from_unmoved_posterior"}
+        # the rule of MAVAE.refit_final reproduces the trained model's partitions
+        assert rules["moved"]["train_acc"] == trace["end"]["acc"] and rules["moved"]["test_acc"] == trace["test_acc"]
+        assert all(-1 <= rules[name]["ari_to_training_assignment"] <= 1 for name in rules
+                   if name != "training_assignment_acc")
+    else:
+        assert trace["final_step"] is None
     assert all(0 <= r["acc"] <= 1 for r in [*refits, trace["end"]])
     assert trace["labels"] == [0, 1, 2, 3, 4]
     assert all(1 <= sum(r["clusters_per_label"]) <= 5 for r in [*refits, trace["end"]])  # empty clusters: none
