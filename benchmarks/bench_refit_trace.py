@@ -37,7 +37,6 @@ from sklearn.metrics.cluster import contingency_matrix
 from mavae import metrics
 from mavae.api import fit
 from mavae.config import FitConfig
-from mavae.mixture import log_gaussian_prob
 from mavae.models.prior import MixturePrior, mixture_in_latents
 from mavae.models.registry import MODELS
 from mavae.runs import load_run
@@ -54,10 +53,8 @@ def clusters_per_label(labels: np.ndarray, partition: np.ndarray) -> list[int]:
 
 
 def training_assignment(prior: MixturePrior, z: torch.Tensor) -> np.ndarray:
-    """k* of ``MixturePrior.kl_to_assigned``: argmax_k log pi_k + log N(z | mu_k, Sigma_k + diag v_k)."""
-    with torch.no_grad():
-        return (log_gaussian_prob(z.float(), prior.means, prior.kl_precisions_cholesky, "full")
-                + prior.weights.log()).argmax(1).numpy()
+    """k* of ``MixturePrior.kl_to_assigned`` at the encodings z: the loss's own assignment."""
+    return prior.assigned(z.float()).numpy()
 
 
 def final_step_rules(last: MixturePrior, z: torch.Tensor) -> dict[str, MixturePrior]:

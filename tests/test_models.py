@@ -130,6 +130,7 @@ def test_mavae_final_refit_keeps_the_partition_and_moves_its_gaussians_to_the_fi
     assert adjusted_rand_score(labels, after) < 0.8
     assert model.prior.medoid_indices.tolist() == medoids  # the same real subjects
     np.testing.assert_allclose(model.prior.means.numpy(), moved[medoids].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.prior.weights.sum().item(), 1.0, rtol=1e-6)
 
 
 def test_mavae_final_refit_moves_the_gaussians_only_so_a_shifted_cohort_keeps_its_posteriors():

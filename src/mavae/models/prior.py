@@ -74,12 +74,16 @@ class MixturePrior(nn.Module):
         """gamma_k(z) = pi_k N(z | mu_k, Sigma_k) / sum_l pi_l N(z | mu_l, Sigma_l)."""
         return torch.softmax(self.log_joint(z), dim=1)
 
+    def assigned(self, mean: torch.Tensor) -> torch.Tensor:
+        """k* = argmax_k [log pi_k + log N(m | mu_k, S_k)], S_k = Sigma_k + diag v_k, without gradient (n,)."""
+        with torch.no_grad():
+            return (log_gaussian_prob(mean.detach(), self.means, self.kl_precisions_cholesky, "full")
+                    + self.weights.log()).argmax(1)
+
     def kl_to_assigned(self, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """Batch mean of KL(q(z|x) || N(mu_k*, S_k*)), S_k = Sigma_k + diag v_k, with k* = argmax_k
         pi_k N(m(x) | mu_k, S_k) (no gradient): the component is chosen by the same Gaussians the
         KL is taken to. (Choosing it by Sigma_k alone lets dimensions the VAE leaves unused, where
         Sigma_k is tiny, decide k*; the within-cluster spread then contracts epoch after epoch.)"""
-        with torch.no_grad():
-            assigned = (log_gaussian_prob(mean.detach(), self.means, self.kl_precisions_cholesky, "full")
-                        + self.weights.log()).argmax(1)
+        assigned = self.assigned(mean)
         return kl_diag_to_full(mean, logvar, self.means[assigned], self.kl_precisions_cholesky[assigned]).mean()
