@@ -275,6 +275,12 @@ TABLE_COLUMNS = (("acc", "ACC"), ("nmi", "NMI"), ("statistical_accuracy", "stat.
                  ("wall_seconds", "wall s"))
 
 
+def code_cell(runs: list[dict]) -> str:
+    """The code revision each seed's file was made at: one commit when all agree, else one per seed."""
+    commits = [r["commit"] for r in runs]
+    return commits[0] if len(set(commits)) == 1 else " ".join(commits)
+
+
 def same_session(a: dict, b: dict) -> bool:
     """Two run files whose wall times may be compared: the same seed, machine and day (absolute
     times differ up to 2x between machines of one kind)."""
@@ -309,16 +315,17 @@ def render(runs: list[dict]) -> str:
         sub = [r for r in runs if r["cohort"] == cohort]
         present = [(key, title) for key, title in TABLE_COLUMNS if any(r.get(key) is not None for r in sub)
                    and (key != "normal_recall" or sub[0]["data"] in NORMAL_CLASS_DATA)]
-        lines = [f"### {cohort}", "", "| row | seeds | " + " | ".join(t for _, t in present) + " | prototypes |",
-                 "|---|---|" + "---|" * len(present) + "---|"]
+        lines = [f"### {cohort}", "", "| row | seeds | " + " | ".join(t for _, t in present) + " | prototypes | code |",
+                 "|---|---|" + "---|" * len(present) + "---|---|"]
         order = {name: i for i, name in enumerate(["mavae", "mavae_latents", *POSTHOC, *PEERS, "pixels"])}
         for row in sorted({r["row"] for r in sub}, key=lambda n: (order.get(n.split("@")[0], 99), n)):
             rs = sorted((r for r in sub if r["row"] == row), key=lambda r: r["seed"])
             cells = [median_cell([r[key] for r in rs if r.get(key) is not None], FORMATS.get(key, ".3f"))
                      if any(r.get(key) is not None for r in rs) else "–" for key, _ in present]
             real = {r.get("prototypes_real") for r in rs} - {None}
+            kind = "real" if real == {True} else "synthetic" if real == {False} else "–"
             lines.append(f"| {row} | {' '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
-                         + f" | {'real' if real == {True} else 'synthetic' if real == {False} else '–'} |")
+                         + f" | {kind} | {code_cell(rs)} |")
         ratios = [m["fit_seconds"] / v["fit_seconds"] for m in sub if m["row"] == "mavae"
                   for v in sub if v["row"] == "vae+gmm" and same_session(m, v)]
         if ratios:
@@ -344,7 +351,8 @@ def protocol_markdown(runs: list[dict]) -> str:
     return ("`python benchmarks/bench_protocol.py tables` (from benchmarks/results/runs/*/*.json)\n\n"
             "Median (min–max) over seeds; test split; K given. Sharpness: the decoded prototype's mean Sobel "
             "gradient over its members'; on-manifold distance: the prototype's distance to the nearest training "
-            "encoding over the median nearest-neighbour distance (0 = a real subject).\n\n" + render(runs) + "\n")
+            "encoding over the median nearest-neighbour distance (0 = a real subject); code: the commit each "
+            "seed's file was made at (one per seed where they differ).\n\n" + render(runs) + "\n")
 
 
 README_START, README_END = "<!-- protocol:start -->", "<!-- protocol:end -->"

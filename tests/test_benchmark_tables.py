@@ -94,10 +94,16 @@ def test_bench_protocol_writes_one_file_per_row_and_seed_and_resumes(tmp_path, r
 def test_normal_recall_column_only_where_label_0_is_the_normal_class():
     def run(data, cohort):
         return dict(data=data, cohort=cohort, row="mavae", seed=0, acc=0.9, normal_recall=0.7, prototypes_real=True,
-                    machine=dict(cpu="AMD EPYC", device="cpu"))
+                    machine=dict(cpu="AMD EPYC", device="cpu"), commit="abc1234")
     table = bench_protocol.render([run("mnist", "mnist-k10"), run("pneumoniamnist", "pneumoniamnist-k2")])
     mnist, pneumonia = table.split("### pneumoniamnist-k2")
-    assert "normal recall" not in mnist and "| row | seeds | ACC | normal recall | prototypes |" in pneumonia
+    assert "normal recall" not in mnist and "| row | seeds | ACC | normal recall | prototypes | code |" in pneumonia
+    assert "| 0.700 | real | abc1234 |" in pneumonia
+
+
+def test_code_column_names_one_commit_when_the_seeds_agree_else_one_per_seed():
+    assert bench_protocol.code_cell([dict(commit="aaa"), dict(commit="aaa")]) == "aaa"
+    assert bench_protocol.code_cell([dict(commit="aaa"), dict(commit="bbb"), dict(commit="aaa")]) == "aaa bbb aaa"
 
 
 def test_comparison_says_ahead_level_or_behind_on_the_seeds_both_rows_have():
