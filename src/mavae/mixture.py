@@ -62,16 +62,31 @@ def log_det_precision_cholesky(prec_chol: torch.Tensor, covariance_type: str, n_
     return n_features * prec_chol.log()
 
 
+def centred_outer_products(y: torch.Tensor) -> torch.Tensor:
+    """(n, d * d): row i is y_i y_i^T flattened."""
+    return (y[:, :, None] * y[:, None, :]).reshape(len(y), -1)
+
+
+def _rows_per_block(width: int) -> int:
+    return max(1, 2**22 // max(1, width))  # blocks of about 32 MB of float64
+
+
 def log_gaussian_prob(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor,
                       covariance_type: str) -> torch.Tensor:
     """log N(x_i | mu_k, Sigma_k) for every i, k: -1/2 (d log 2pi + ||P_k^T (x_i - mu_k)||^2) + log det P_k."""
     n, d = x.shape
-    if covariance_type == "full":  # one matmul for all components, chunked over rows: memory O(chunk K d)
+    if covariance_type == "full":
+        # ||P_k^T (x - mu_k)||^2 = y^T A_k y - 2 y^T A_k m_k + m_k^T A_k m_k with A_k = P_k P_k^T, y = x - c,
+        # m_k = mu_k - c and c the means' centroid: one (n, d^2) x (d^2, K) matmul for all components,
+        # chunked over rows (memory O(chunk d^2)), instead of K (n, d) x (d, d) products.
         k = len(means)
-        p_all = prec_chol.transpose(0, 1).reshape(d, k * d)  # [P_1 ... P_K]
-        shift = torch.einsum("kd,kde->ke", means, prec_chol).reshape(k * d)
-        rows = max(1, 2**22 // (k * d))
-        maha = torch.cat([(block @ p_all - shift).square_().view(len(block), k, d).sum(-1) for block in x.split(rows)])
+        centre = means.mean(0)
+        precisions = prec_chol @ prec_chol.transpose(-1, -2)
+        m = means - centre
+        am = torch.einsum("kde,ke->kd", precisions, m)
+        flat = precisions.reshape(k, d * d).T
+        maha = torch.cat([centred_outer_products(y) @ flat - 2 * (y @ am.T)
+                          for y in (x - centre).split(_rows_per_block(d * d))]) + (m * am).sum(1)
     elif covariance_type == "diag":  # sum_j p_kj^2 (x_ij - mu_kj)^2, expanded into matmuls
         p2 = prec_chol ** 2
         maha = (x * x) @ p2.T - 2 * x @ (means * p2).T + (means * means * p2).sum(1)
@@ -83,14 +98,23 @@ def log_gaussian_prob(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Ten
 def estimate_covariances(x: torch.Tensor, resp: torch.Tensor, nk: torch.Tensor, means: torch.Tensor,
                          covariance_type: str, reg_covar: float) -> torch.Tensor:
     """Sigma_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T / N_k + reg_covar I (centred at mu_k)."""
+    # E_k[(x - mu)(x - mu)^T] = E_k[y y^T] - m E_k[y]^T - E_k[y] m^T + m m^T, with y = x - c, m = mu - c and
+    # c the data mean (so the terms stay of the order of the data's spread): for "full" one chunked
+    # (K, n) x (n, d^2) matmul for all components; per feature for "diag" and "spherical"
+    centre = x.mean(0)
+    y, m = x - centre, means - centre
+    avg_y = (resp.T @ y) / nk[:, None]
     if covariance_type == "full":
-        covs = torch.stack([((resp[:, k, None] * (x - mu)).T @ (x - mu)) / nk[k] for k, mu in enumerate(means)])
+        k, d = m.shape
+        rows = _rows_per_block(d * d)
+        second = sum(r.T @ centred_outer_products(block) for r, block in zip(resp.split(rows), y.split(rows)))
+        covs = second.reshape(k, d, d) / nk[:, None, None] - m[:, :, None] * avg_y[:, None, :]
+        covs = covs - avg_y[:, :, None] * m[:, None, :] + m[:, :, None] * m[:, None, :]
+        covs = (covs + covs.transpose(-1, -2)) / 2  # exactly symmetric
         covs.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
         return covs
-    # E_k[(x - mu)^2] = E_k[x^2] - 2 mu E_k[x] + mu^2, per feature
-    avg_x2 = (resp.T @ (x * x)) / nk[:, None]
-    avg_x = (resp.T @ x) / nk[:, None]
-    diag = (avg_x2 - 2 * means * avg_x + means * means).clamp_min(0.0) + reg_covar
+    avg_y2 = (resp.T @ (y * y)) / nk[:, None]
+    diag = (avg_y2 - 2 * m * avg_y + m * m).clamp_min(0.0) + reg_covar
     return diag if covariance_type == "diag" else diag.mean(1)
 
 
