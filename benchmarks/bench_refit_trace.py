@@ -7,7 +7,10 @@ the refitted prior's posterior on the training encodings), and at the end the tr
 training partition (``assignments.csv``). Scored against the labels afterwards (evaluation only):
 each partition's ACC, its adjusted Rand index to the previous refit's and to the end's, and the
 number of clusters whose majority is each label (0: the label shares a cluster with another; 2 or
-more: it is split). Writes benchmarks/results/refit_trace_[<model>_]<data>_k<K>_seed<S>.json.
+more: it is split). Label-free, each refit also records its wall time, the part of it spent on the
+manifold layout, and the training images its smallest component holds (the protocol counts a
+component holding fewer than 0.2% of them degenerate). Writes
+benchmarks/results/refit_trace_[<model>_]<data>_k<K>_seed<S>.json.
 
 For the MA-VAE it also compares rules for the final step (``final_step``), all applied to the same
 last refit's prior and final encodings: ``moved`` (the Gaussians moved to the medoids' final
@@ -37,6 +40,8 @@ from sklearn.metrics.cluster import contingency_matrix
 from mavae import metrics
 from mavae.api import fit
 from mavae.config import FitConfig
+from mavae.embedding import manifold_coordinates
+from mavae.models.mavae import model as mavae_model
 from mavae.models.prior import MixturePrior, mixture_in_latents
 from mavae.models.registry import MODELS
 from mavae.runs import load_run
@@ -88,14 +93,25 @@ def main():
     for name in ("epochs", "warmup-epochs", "n-per-class", "image-size"):
         parser.add_argument(f"--{name}", type=int, default=None, help=argparse.SUPPRESS)  # tests only
     args = parser.parse_args()
-    partitions = []
+    partitions, seconds, layout_seconds = [], [], []
 
     def traced(refit):
         def run(self, encodings, logvars=None):
+            start, layouts = time.perf_counter(), len(layout_seconds)
             refit(self, encodings, logvars)
+            seconds.append(time.perf_counter() - start)
+            layout_seconds[layouts:] = [sum(layout_seconds[layouts:])]  # this refit's layouts (none: 0)
             with torch.no_grad():
                 partitions.append(self.posterior(encodings.detach().float()).argmax(1).cpu().numpy())
         return run
+
+    def timed_layout(*arguments, **options):
+        start = time.perf_counter()
+        coordinates = manifold_coordinates(*arguments, **options)
+        layout_seconds.append(time.perf_counter() - start)
+        return coordinates
+
+    mavae_model.manifold_coordinates = timed_layout  # the name the MA-VAE's refit calls
 
     model = MODELS[args.model]
     model.refit = traced(model.refit)
@@ -120,7 +136,9 @@ def main():
         z_test = stratify(run.model(), test.images)[0] if last else None
     rows = [dict(refit=i, acc=metrics.cluster_accuracy(labels, p), ari_to_previous=None if i == 0 else
                  metrics.ari(partitions[i - 1], p), ari_to_end=metrics.ari(end, p),
-                 clusters_per_label=clusters_per_label(labels, p))
+                 clusters_per_label=clusters_per_label(labels, p), seconds=round(seconds[i], 2),
+                 layout_seconds=round(layout_seconds[i], 2),
+                 smallest_component=int(np.bincount(p, minlength=args.k).min()))
             for i, p in enumerate(partitions)]
     final_step = None
     if last:
@@ -137,7 +155,7 @@ def main():
                 statistical_accuracy=metrics.statistical_accuracy(labels, train_part, test.labels, test_part))
     command = (f"python benchmarks/bench_refit_trace.py{'' if args.model == 'mavae' else ' --model ' + args.model}"
                f" --data {args.data} --k {args.k} --seed {args.seed}")
-    out = dict(model=args.model, data=args.data, k=args.k, seed=args.seed, test_acc=result["acc"], refits=rows,
+    out = dict(model=args.model, data=args.data, k=args.k, seed=args.seed, test_acc=result.get("acc"), refits=rows,
                end=dict(acc=metrics.cluster_accuracy(labels, end), clusters_per_label=clusters_per_label(labels, end)),
                final_step=final_step,
                labels=np.unique(labels).tolist(), seconds=round(time.perf_counter() - start, 1), command=command)

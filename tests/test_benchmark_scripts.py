@@ -67,6 +67,9 @@ def test_bench_refit_trace_records_one_partition_per_refit(tmp_path, model, n_re
     assert all(0 <= r["acc"] <= 1 for r in [*refits, trace["end"]])
     assert trace["labels"] == [0, 1, 2, 3, 4]
     assert all(1 <= sum(r["clusters_per_label"]) <= 5 for r in [*refits, trace["end"]])  # empty clusters: none
+    assert all(r["seconds"] >= r["layout_seconds"] >= 0 and 0 <= r["smallest_component"] <= 12 for r in refits)
+    # the MA-VAE lays out UMAP coordinates at its refit (32 px), not at the final step; VaDE has no layout
+    assert [r["layout_seconds"] > 0 for r in refits] == ([True, False] if model == "mavae" else [False])
 
 
 def test_clusters_per_label_counts_the_clusters_each_label_holds_the_majority_of():
