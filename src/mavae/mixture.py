@@ -62,7 +62,7 @@ def log_det_precision_cholesky(prec_chol: torch.Tensor, covariance_type: str, n_
     return n_features * prec_chol.log()
 
 
-def centred_outer_products(y: torch.Tensor) -> torch.Tensor:
+def outer_products(y: torch.Tensor) -> torch.Tensor:
     """(n, d * d): row i is y_i y_i^T flattened."""
     return (y[:, :, None] * y[:, None, :]).reshape(len(y), -1)
 
@@ -85,7 +85,7 @@ def log_gaussian_prob(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Ten
         m = means - centre
         am = torch.einsum("kde,ke->kd", precisions, m)
         flat = precisions.reshape(k, d * d).T
-        maha = torch.cat([centred_outer_products(y) @ flat - 2 * (y @ am.T)
+        maha = torch.cat([outer_products(y) @ flat - 2 * (y @ am.T)
                           for y in (x - centre).split(_rows_per_block(d * d))]) + (m * am).sum(1)
     elif covariance_type == "diag":  # sum_j p_kj^2 (x_ij - mu_kj)^2, expanded into matmuls
         p2 = prec_chol ** 2
@@ -107,7 +107,7 @@ def estimate_covariances(x: torch.Tensor, resp: torch.Tensor, nk: torch.Tensor, 
     if covariance_type == "full":
         k, d = m.shape
         rows = _rows_per_block(d * d)
-        second = sum(r.T @ centred_outer_products(block) for r, block in zip(resp.split(rows), y.split(rows)))
+        second = sum(r.T @ outer_products(block) for r, block in zip(resp.split(rows), y.split(rows)))
         covs = second.reshape(k, d, d) / nk[:, None, None] - m[:, :, None] * avg_y[:, None, :]
         covs = covs - avg_y[:, :, None] * m[:, None, :] + m[:, :, None] * m[:, None, :]
         covs = (covs + covs.transpose(-1, -2)) / 2  # exactly symmetric
