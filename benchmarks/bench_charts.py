@@ -21,23 +21,34 @@
     representation PSNR is the same solver with A = identity on the clean test image: how well its
     manifold holds the truth, beside how well the solver finds it.
 
+(c) cost: the protocol's charts row (``bench_protocol.py``: CLI defaults, K charts) trained by the
+    Trainer on the first ``--cost-batches`` batches of the training images, so every phase (seeding,
+    mixture, overlap) runs one short epoch; seconds per step of each phase, and the projected fit
+    time = sum over phases of (epochs in the phase) x (steps in a full epoch) x (seconds per step).
+    Each K's projection stands beside the measured fit of its protocol run files, where they exist.
+
     python benchmarks/bench_charts.py circles --seeds 0 1 2
     python benchmarks/bench_charts.py inverse --seeds 0 1 2
+    python benchmarks/bench_charts.py cost --data mnist --ks 10 50
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import RESULTS, write_results
 
+from mavae.config import FitConfig
 from mavae.datasets import load_dataset
 from mavae.inverse import GaussianBlur, Identity, Mask, degrade, latent_descent, psnr, riemannian_descent, ssim
 from mavae.models import VAE, Charts
+from mavae.models.factory import build_model, resolve
 from mavae.training import Trainer
 
 CIRCLE_CENTRES = np.array([[-1.5, 0.0], [1.5, 0.0]])
@@ -345,9 +356,50 @@ def inverse_table(rows) -> str:
     return "\n".join(lines)
 
 
+# ---- cost --------------------------------------------------------------------------------------
+
+def run_cost(k: int, images: np.ndarray, args) -> dict:
+    """Seconds per step of each phase of the protocol's charts row with K = k (the last probe epoch of
+    the phase; 2 seeding, 1 mixture and the overlap epochs on ``--cost-batches`` batches), and its
+    projected fit over the protocol's epochs."""
+    shape = images.shape[1:]
+    config = resolve(FitConfig(data=args.data[0], model="charts", k=k, seed=0), shape)
+    protocol = build_model(config, shape)
+    epochs = {"seeding": protocol.warmup_epochs, "overlap": protocol.overlap_epochs}
+    epochs["mixture"] = config.epochs - epochs["seeding"] - epochs["overlap"]
+    torch.manual_seed(0)
+    model = build_model(replace(config, warmup_epochs=2), shape)
+    seconds = {}
+
+    def record(trainer, epoch, row):
+        seconds[model.phase] = row["seconds"] / args.cost_batches
+
+    Trainer(model, images[:args.cost_batches * config.batch_size], epochs=3 + model.overlap_epochs,
+            batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay, seed=0, progress=False,
+            callbacks=[record]).fit()
+    steps = math.ceil(len(images) / config.batch_size)
+    measured = [json.loads(path.read_text())["fit_seconds"]
+                for path in sorted((RESULTS / "runs" / f"{args.data[0]}-k{k}").glob("charts-seed*.json"))]
+    return dict(k=k, batch_size=config.batch_size, steps_per_epoch=steps, probe_steps=args.cost_batches,
+                epochs=epochs, seconds_per_step={phase: round(value, 4) for phase, value in seconds.items()},
+                projected_fit_seconds=round(sum(epochs[p] * steps * seconds[p] for p in epochs), 1),
+                measured_fit_seconds=measured)
+
+
+def cost_table(rows) -> str:
+    lines = ["| K | s/step seeding | s/step mixture | s/step overlap | projected fit s | measured fit s |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        step = r["seconds_per_step"]
+        measured = ", ".join(f"{s:.0f}" for s in r["measured_fit_seconds"]) or "–"
+        lines.append(f"| {r['k']} | {step['seeding']:.3f} | {step['mixture']:.3f} | {step['overlap']:.3f} | "
+                     f"{r['projected_fit_seconds']:.0f} | {measured} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=["circles", "inverse"])
+    parser.add_argument("experiment", choices=["circles", "inverse", "cost"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-points", type=int, default=4000, help="circles: training points")
     parser.add_argument("--circle-epochs", type=int, default=150)
@@ -365,6 +417,8 @@ def main():
     parser.add_argument("--latent-dim", type=int, default=16, help="inverse: latent dim of the VAE and of each chart")
     parser.add_argument("--charts", type=int, default=5, help="inverse: number of charts")
     parser.add_argument("--beta", type=float, default=0.01, help="inverse: KL weight of the VAE and of each chart")
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 50], help="cost: numbers of charts")
+    parser.add_argument("--cost-batches", type=int, default=20, help="cost: steps timed in each phase")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.experiment == "circles":
@@ -373,6 +427,13 @@ def main():
         write_results(args.out or RESULTS / "charts_circles.json",
                       f"two circles, noise 0.01, {args.n_points} points, {args.circle_epochs} epochs, "
                       f"beta {args.circle_beta}, seeds {args.seeds}", circles_table(rows), runs=rows)
+    elif args.experiment == "cost":
+        images = load_dataset(args.data[0]).subset("train").images
+        rows = [run_cost(k, images, args) for k in args.ks]
+        write_results(args.out or RESULTS / f"charts_cost_{args.data[0]}.json",
+                      f"charts row of the protocol on {args.data[0]} ({len(images)} training images): seconds "
+                      f"per step of each phase over {args.cost_batches} steps, projected fit",
+                      cost_table(rows), runs=rows)
     else:
         start = time.perf_counter()
         rows = [row for name in args.data for seed in args.seeds for row in run_inverse(name, seed, args)]
