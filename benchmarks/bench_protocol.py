@@ -2,7 +2,7 @@
 
 Every row: train split -> test split, K given, CLI defaults unless the row says otherwise, seeds
 0 1 2. Each (cohort, row, seed) writes one JSON file under benchmarks/results/runs/<cohort>/ as
-soon as it finishes (with the machine and the wall time); an existing file is kept, so a job
+soon as it finishes (with the machine, its boot id and the wall time); an existing file is kept, so a job
 resumes where it stopped. ``tables`` regenerates benchmarks/results/protocol.md and the README's
 protocol block from those files alone.
 
@@ -91,6 +91,14 @@ def machine(device: str) -> dict:
     if device.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(device)
     return out
+
+
+def boot_id() -> str | None:
+    """The running kernel's boot id (Linux; None elsewhere): two runs on one machine record the same
+    one only if no reboot came between them, so run files from two sessions on machines of one kind,
+    which report the same CPU and date, are told apart."""
+    path = Path("/proc/sys/kernel/random/boot_id")
+    return path.read_text().strip() if path.is_file() else None
 
 
 def git(*args, repo: Path = ROOT.parent) -> str:
@@ -220,7 +228,7 @@ def run_one(args, row: str, seed: int, tmp: Path) -> list[Path]:
         return []
     base = base_config(args, seed, **options)
     record = dict(cohort=folder.name, data=args.data, preset=args.preset, k=args.k, seed=seed, machine=machine(
-        args.device), commit=commit(), date=datetime.date.today().isoformat(),
+        args.device), boot=boot_id(), commit=commit(), date=datetime.date.today().isoformat(),
         command=" ".join(["python", "benchmarks/bench_protocol.py", *sys.argv[1:]]))
     start = time.perf_counter()
     if name == "pixels":
@@ -282,9 +290,11 @@ def code_cell(runs: list[dict]) -> str:
 
 
 def same_session(a: dict, b: dict) -> bool:
-    """Two run files whose wall times may be compared: the same seed, machine and day (absolute
-    times differ up to 2x between machines of one kind)."""
-    return a["seed"] == b["seed"] and a["machine"] == b["machine"] and a["date"] == b["date"]
+    """Two run files whose wall times may be compared: the same seed, machine, boot and day (absolute
+    times differ up to 2x between machines of one kind). Files written before the boot was recorded
+    have none: two such files are compared as before, never one with a file that has it."""
+    return (a["seed"] == b["seed"] and a["machine"] == b["machine"] and a["date"] == b["date"]
+            and a.get("boot") == b.get("boot"))
 
 
 def comparison(sub: list[dict], other: str = "vae+umap+gmm") -> str | None:
@@ -329,7 +339,7 @@ def render(runs: list[dict]) -> str:
         ratios = [m["fit_seconds"] / v["fit_seconds"] for m in sub if m["row"] == "mavae"
                   for v in sub if v["row"] == "vae+gmm" and same_session(m, v)]
         if ratios:
-            lines += ["", "MA-VAE fit time / the matched VAE + GMM's (same seed, same machine, same day): "
+            lines += ["", "MA-VAE fit time / the matched VAE + GMM's (same seed, machine, boot and day): "
                       f"median {np.median(ratios):.2f} "
                       f"over {len(ratios)} seed(s) ({', '.join(f'{r:.2f}' for r in ratios)})."]
             refits = [(m["refit_seconds"], m["fit_seconds"]) for m in sub if m["row"] == "mavae"

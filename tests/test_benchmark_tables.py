@@ -106,6 +106,20 @@ def test_code_column_names_one_commit_when_the_seeds_agree_else_one_per_seed():
     assert bench_protocol.code_cell([dict(commit="aaa"), dict(commit="bbb"), dict(commit="aaa")]) == "aaa bbb aaa"
 
 
+def test_fit_times_are_compared_only_within_one_boot_of_one_machine():
+    def run(row, fit, **extra):
+        return dict(row=row, seed=0, fit_seconds=fit, machine=dict(cpu="AMD EPYC", device="cpu"), date="2026-12-07",
+                    **extra)
+    same = bench_protocol.same_session
+    assert same(run("mavae", 10), run("vae+gmm", 8))  # files from before the boot was recorded
+    assert same(run("mavae", 10, boot="a"), run("vae+gmm", 8, boot="a"))
+    assert not same(run("mavae", 10, boot="a"), run("vae+gmm", 8, boot="b"))
+    assert not same(run("mavae", 10, boot="a"), run("vae+gmm", 8))
+    assert not same(run("mavae", 10, boot="a"), dict(run("vae+gmm", 8, boot="a"), seed=1))
+    boot = bench_protocol.boot_id()
+    assert boot is None or (boot == bench_protocol.boot_id() and len(boot) > 8)
+
+
 def test_comparison_says_ahead_level_or_behind_on_the_seeds_both_rows_have():
     def run(row, seed, acc, sharp, dist):
         return dict(row=row, seed=seed, acc=acc, sharpness_mean=sharp, on_manifold_distance_mean=dist)
