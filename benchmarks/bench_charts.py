@@ -34,7 +34,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import replace
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_protocol import cohort_name, read_runs
 from common import RESULTS, write_results
 
 from mavae.config import FitConfig
@@ -364,11 +364,10 @@ def run_cost(k: int, images: np.ndarray, args) -> dict:
     projected fit over the protocol's epochs."""
     shape = images.shape[1:]
     config = resolve(FitConfig(data=args.data[0], model="charts", k=k, seed=0), shape)
-    protocol = build_model(config, shape)
-    epochs = {"seeding": protocol.warmup_epochs, "overlap": protocol.overlap_epochs}
-    epochs["mixture"] = config.epochs - epochs["seeding"] - epochs["overlap"]
     torch.manual_seed(0)
     model = build_model(replace(config, warmup_epochs=2), shape)
+    epochs = {"seeding": config.warmup_epochs, "overlap": model.overlap_epochs}
+    epochs["mixture"] = config.epochs - epochs["seeding"] - epochs["overlap"]
     seconds = {}
 
     def record(trainer, epoch, row):
@@ -378,8 +377,8 @@ def run_cost(k: int, images: np.ndarray, args) -> dict:
             batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay, seed=0, progress=False,
             callbacks=[record]).fit()
     steps = math.ceil(len(images) / config.batch_size)
-    measured = [json.loads(path.read_text())["fit_seconds"]
-                for path in sorted((RESULTS / "runs" / f"{args.data[0]}-k{k}").glob("charts-seed*.json"))]
+    cohort = cohort_name(args.data[0], k, None)
+    measured = [run["fit_seconds"] for run in read_runs() if run["cohort"] == cohort and run["row"] == "charts"]
     return dict(k=k, batch_size=config.batch_size, steps_per_epoch=steps, probe_steps=args.cost_batches,
                 epochs=epochs, seconds_per_step={phase: round(value, 4) for phase, value in seconds.items()},
                 projected_fit_seconds=round(sum(epochs[p] * steps * seconds[p] for p in epochs), 1),

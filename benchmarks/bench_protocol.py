@@ -2,8 +2,8 @@
 
 Every row: train split -> test split, K given, CLI defaults unless the row says otherwise, seeds
 0 1 2. Each (cohort, row, seed) writes one JSON file under benchmarks/results/runs/<cohort>/ as
-soon as it finishes (with the machine, its boot id and the wall time); an existing file is kept, so a job
-resumes where it stopped. ``tables`` regenerates benchmarks/results/protocol.md and the README's
+soon as it finishes (with the machine, its boot id and the wall time); an existing file is kept,
+so a job resumes where it stopped. ``tables`` regenerates benchmarks/results/protocol.md and the README's
 protocol block from those files alone.
 
 Rows:
