@@ -38,6 +38,11 @@ def test_bad_shapes_raise(shape):
         build_decoder(shape, 4)
 
 
+def test_a_non_square_image_is_refused_with_the_remedy():
+    with pytest.raises(ValueError, match=r"\(1, 40, 48\): only square images .* pass image_size"):
+        conv_plan((1, 40, 48), width=8)
+
+
 def test_builders_choose_conv_or_mlp():
     assert isinstance(build_encoder((1, 16, 16), 4, 8), ConvEncoder)
     assert isinstance(build_decoder((1, 16, 16), 4, 8), ConvDecoder)

@@ -20,7 +20,8 @@ def conv_plan(image_shape: tuple[int, int, int], width: int) -> tuple[list[int],
         raise ValueError(f"image shape must be (C, H, W), got {tuple(image_shape)}")
     _, h, w = image_shape
     if h != w:
-        raise ValueError(f"image shape {tuple(image_shape)}: only square images are supported")
+        raise ValueError(f"image shape {tuple(image_shape)}: only square images are supported; "
+                         "pass image_size to resize them")
     size, channels = h, []
     while size % 2 == 0 and size > 4:
         channels.append(min(width * 2 ** len(channels), 8 * width))
