@@ -3,7 +3,11 @@
 Every row: train split -> test split, K given, CLI defaults unless the row says otherwise, seeds
 0 1 2. Each (cohort, row, seed) writes one JSON file under benchmarks/results/runs/<cohort>/ as
 soon as it finishes (with the machine, its boot id and the wall time); an existing file is kept,
-so a job resumes where it stopped. ``tables`` regenerates benchmarks/results/protocol.md and the README's
+so a job resumes where it stopped. With ``--work-dir`` the fits' run directories are kept there
+(``<work-dir>/<cohort>/<row>-<seed>``), so a fit interrupted mid-training resumes from its last
+epoch's checkpoint when the same command runs again (the same run, as ``mavae fit`` resumes); its
+file then counts the earlier epochs' seconds in ``fit_seconds`` and ``wall_seconds`` and records
+``resumed_epochs``. ``tables`` regenerates benchmarks/results/protocol.md and the README's
 protocol block from those files alone.
 
 Rows:
@@ -35,6 +39,7 @@ measured effect, from the committed files alone); ``--cohorts`` keeps only the c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -61,7 +66,7 @@ from mavae.embedding import manifold_coordinates
 from mavae.mixture import ManifoldAnchoredGMM
 from mavae.models.factory import resolve
 from mavae.models.prior import MixturePrior, mixture_in_latents
-from mavae.runs import load_run, read_assignments, write_atomic
+from mavae.runs import CHECKPOINT, load_run, read_assignments, staging_dir, write_atomic
 from mavae.training import stratify
 
 ROOT = Path(__file__).resolve().parent
@@ -215,8 +220,18 @@ def pixel_row(config: FitConfig) -> dict:
 
 # ---- one (cohort, row, seed) -------------------------------------------------------------------
 
-def run_one(args, row: str, seed: int, tmp: Path) -> list[Path]:
-    """Fit one row and seed; write its JSON file(s); returns the paths written (none if all exist)."""
+def trained_before(run_dir: Path) -> tuple[int, float]:
+    """(epochs, seconds) that an interrupted fit of run_dir has checkpointed; (0, 0.0) if none."""
+    checkpoint = staging_dir(run_dir) / CHECKPOINT
+    if not checkpoint.is_file():
+        return 0, 0.0
+    history = torch.load(checkpoint, map_location="cpu", weights_only=True)["history"]
+    return len(history), sum(record["seconds"] for record in history)
+
+
+def run_one(args, row: str, seed: int, work: Path) -> list[Path]:
+    """Fit one row and seed (in work/<cohort>/<row>-<seed>, resuming an interrupted fit there); write its
+    JSON file(s); returns the paths written (none if all exist)."""
     name, options = parse_row(row)
     if name == "pixels" and seed != min(args.seeds):  # no seed: one file
         return []
@@ -230,7 +245,7 @@ def run_one(args, row: str, seed: int, tmp: Path) -> list[Path]:
     record = dict(cohort=folder.name, data=args.data, preset=args.preset, k=args.k, seed=seed, machine=machine(
         args.device), boot=boot_id(), commit=commit(), date=datetime.date.today().isoformat(),
         command=" ".join(["python", "benchmarks/bench_protocol.py", *sys.argv[1:]]))
-    start = time.perf_counter()
+    start, earlier = time.perf_counter(), 0.0
     if name == "pixels":
         rows = {row: pixel_row(base)}
         record["config"] = asdict(base)
@@ -245,15 +260,19 @@ def run_one(args, row: str, seed: int, tmp: Path) -> list[Path]:
             config = base
         else:
             config = replace(base, model=name)
-        run_dir = tmp / f"{name}-{seed}"
+        run_dir = work / folder.name / f"{row}-{seed}"
+        resumed_epochs, earlier = trained_before(run_dir)
         result = fit(config, run_dir, progress=False, report=False, force=True)
         record.update(config=asdict(config), seconds_per_epoch=result["seconds_per_epoch"],
-                      refit_seconds=result.get("refit_seconds"), fit_seconds=round(time.perf_counter() - start, 1),
+                      refit_seconds=result.get("refit_seconds"),
+                      fit_seconds=round(time.perf_counter() - start + earlier, 1),
                       preprocessing=result.get("preprocessing_seconds"))
+        if resumed_epochs:
+            record["resumed_epochs"] = resumed_epochs
         rows = posthoc_rows(run_dir, seed) if name == "vae" else {row: fit_scores(run_dir, result)}
         if name == "vae":
             rows = {f"{n}{suffix}": v for n, v in rows.items()}
-    record["wall_seconds"] = round(time.perf_counter() - start, 1)
+    record["wall_seconds"] = round(time.perf_counter() - start + earlier, 1)
     folder.mkdir(parents=True, exist_ok=True)
     for path, (row_name, values) in zip(paths, rows.items()):
         write_atomic(path, (json.dumps(dict(record, row=row_name, **values), indent=1, default=str) + "\n").encode())
@@ -429,6 +448,8 @@ def main():
     run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     run.add_argument("--device", default="cpu")
     run.add_argument("--tables", action="store_true", help="regenerate the tables after each run")
+    run.add_argument("--work-dir", default=None, help="keep the fits' run directories here, so that an interrupted "
+                     "fit resumes from its checkpoint (default: a temporary directory, deleted at the end)")
     run.add_argument("--runs-dir", default=str(RUNS), help=argparse.SUPPRESS)  # tests: tiny runs elsewhere
     for name in ("epochs", "n-per-class", "image-size"):
         run.add_argument(f"--{name}", type=int, default=None, help=argparse.SUPPRESS)  # tests only
@@ -450,10 +471,10 @@ def main():
         return
     for row in args.rows:
         parse_row(row)
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.nullcontext(args.work_dir) if args.work_dir else tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
             for row in args.rows:
-                if run_one(args, row, seed, Path(tmp)) and args.tables:
+                if run_one(args, row, seed, Path(work)) and args.tables:
                     write_tables()
 
 
