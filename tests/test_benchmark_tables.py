@@ -3,12 +3,18 @@ benchmarks/results/protocol.md are what ``bench_protocol.py tables`` makes of th
 each other number in the README's Benchmarks section is found (to its printed precision) in the
 result files."""
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from mavae.runs import staging_dir
+from toy import wait_for_epochs
 
 ROOT = Path(__file__).parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -89,6 +95,31 @@ def test_bench_protocol_writes_one_file_per_row_and_seed_and_resumes(tmp_path, r
     table = bench_protocol.render(runs)
     assert "| mavae | 0 |" in table and "| vae+umap+maem | 0 |" in table
     assert "MA-VAE against vae+umap+gmm at the same settings (seed(s) 0, medians): ACC " in table
+
+
+def test_a_fit_killed_in_a_work_dir_resumes_to_the_uninterrupted_file(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "bench_protocol.py"), "run", "--data", "cardiac", "--k", "5",
+               "--rows", "mavae", "--seeds", "0", "--epochs", "6", "--n-per-class", "40", "--image-size", "32"]
+    work = tmp_path / "work"
+    killed = command + ["--runs-dir", str(tmp_path / "resumed"), "--work-dir", str(work)]
+    process = subprocess.Popen(killed, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = staging_dir(work / "cardiac-k5" / "mavae-0") / "checkpoint.pt"
+    wait_for_epochs(checkpoint, process)  # kill -9 once two epochs (the first refit included) are checkpointed
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.is_file(), "the fit ended before it could be interrupted"
+    epochs_before = torch.load(checkpoint, weights_only=True)["epoch"]
+    for run in (killed, command + ["--runs-dir", str(tmp_path / "straight")]):
+        result = subprocess.run(run, capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-2000:]
+    resumed, straight = (json.loads((tmp_path / name / "cardiac-k5" / "mavae-seed0.json").read_text())
+                         for name in ("resumed", "straight"))
+    assert resumed.pop("resumed_epochs") == epochs_before >= 2
+    assert (work / "cardiac-k5" / "mavae-0" / "model.pt").is_file()  # the work dir keeps the run
+    timing = {"command", "fit_seconds", "wall_seconds", "seconds_per_epoch", "refit_seconds", "preprocessing"}
+    assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in straight.items()
+                                                                      if k not in timing}
+    assert resumed["fit_seconds"] >= resumed["seconds_per_epoch"] * 6 - 0.1  # the killed epochs counted too
 
 
 def test_normal_recall_column_only_where_label_0_is_the_normal_class():

@@ -111,6 +111,16 @@ def test_charts_split_two_separate_pieces_and_encode_decode_route_through_the_ch
             assert torch.allclose(routed[rows], direct)
         assert (torch.cdist(routed, x).min(1).values < 0.03).all()  # decoded onto the data's segments
         assert torch.equal(model.posterior(mean), torch.nn.functional.one_hot(beta.argmax(1), 2).float())
+        for k in range(2):  # the latent part is chart k*'s own encoder mean and log-variance
+            own_mean, own_logvar = model.charts[k].encode(x[chart == k])
+            assert torch.allclose(mean[chart == k, :1], own_mean) and torch.allclose(logvar[chart == k, :1], own_logvar)
+        calls = []
+        hooks = [c.encoder.register_forward_hook(lambda *_: calls.append(1)) for c in model.charts]
+        stratified, stratified_beta = model.stratify(x)
+        for hook in hooks:
+            hook.remove()
+        assert len(calls) == 2, "stratify encodes x once per chart"
+        assert torch.equal(stratified, mean) and torch.equal(stratified_beta, beta)
         codes, indices = model.prototypes()
         assert indices is None and codes.shape == (2, 3)
         assert torch.allclose(model.decode(codes)[1], model.charts[1].decode(torch.zeros(1, 1))[0])

@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 
 from mavae.cli import app
 from mavae.runs import read_assignments, staging_dir
-from toy import fit_args, write_config
+from toy import fit_args, wait_for_epochs, write_config
 from writers import write_nifti, write_png
 
 TINY = dict(data="cardiac", image_size=32, n_per_class=20, epochs=3, warmup_epochs=1, k=5)
@@ -71,15 +70,7 @@ def test_same_seed_same_run_and_a_killed_run_resumes_to_it(tmp_path, image_size,
     command = [sys.executable, "-m", "mavae.cli", *fit_args(config, tmp_path / "killed")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = staging_dir(tmp_path / "killed") / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill -9 once two epochs (the first refit included) are checkpointed
-        if checkpoint.exists():
-            try:
-                if torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
-                    break
-            except Exception:  # caught mid-replace; look again
-                pass
-        time.sleep(0.2)
+    wait_for_epochs(checkpoint, process)  # kill -9 once two epochs (the first refit included) are checkpointed
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "killed").exists() and checkpoint.exists()

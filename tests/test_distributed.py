@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from mavae import distributed
 from mavae.metrics import cluster_accuracy
 from mavae.runs import load_run, read_history
 from mavae.sharded_mixture import ShardedManifoldAnchoredGMM
-from toy import square_cohorts, write_config
+from toy import square_cohorts, wait_for_epochs, write_config
 
 # an easy cohort both runs stratify perfectly, so any disagreement is the plumbing's: a bright square in
 # one of three places (its position is the class, so crop, align and the pose head stay off)
@@ -104,11 +103,7 @@ def test_a_killed_torchrun_fit_resumes_to_the_same_run(runs, tmp_path):
     out = tmp_path / "killed"
     checkpoint = tmp_path / ".killed.partial" / "checkpoint.pt"
     process = torchrun(config, out, background=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_epochs(checkpoint, process)
     for pid in descendants(process.pid) + [process.pid]:  # the workers and the launcher, as a crash would
         try:
             os.kill(pid, signal.SIGKILL)

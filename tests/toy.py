@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -53,3 +56,16 @@ def fit_tiny_run(tmp_path: Path, model: str):
     run = load_run(out)
     loaded, (train, _) = run.model(), run.data()
     return json.loads((out / "metrics.json").read_text()), loaded, train
+
+
+def wait_for_epochs(checkpoint: Path, process: subprocess.Popen, epochs: int = 2, timeout: float = 300) -> None:
+    """Return once checkpoint records at least epochs finished epochs, the process has ended or timeout passed
+    (a test then kills the process mid-fit and checks that rerunning resumes)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["epoch"] >= epochs:
+                return
+        except Exception:  # caught mid-replace; look again
+            pass
+        time.sleep(0.05)

@@ -108,18 +108,19 @@ class Charts(Model):
             self.phase = "mixture"
 
     # ---- the loss ------------------------------------------------------------------------------
-    def terms_of_chart(self, chart: VAE, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, ...]:
-        """(recon, kl, kl_wide) per sample (n,) of one chart: KL to N(0, I) and to N(0, overlap_scale^2 I),
-        at z ~ q_k(z|x) (sample) or at the encoder mean z = m_k(x)."""
+    def terms_of_chart(self, chart: VAE, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
+        """One chart's recon, kl and kl_wide per sample (n,): KL to N(0, I) and to N(0, overlap_scale^2 I),
+        at z ~ q_k(z|x) (sample) or at the encoder mean z = m_k(x); and the encoder's mean and logvar (n, d)."""
         mean, logvar = chart.encode(x)
         z = self.reparameterize(mean, logvar) if sample else mean
-        return (reconstruction_per_sample(chart.decode(z), x, self.recon), kl_to_isotropic(mean, logvar),
-                kl_to_isotropic(mean, logvar, self.overlap_scale))
+        return dict(recon=reconstruction_per_sample(chart.decode(z), x, self.recon), kl=kl_to_isotropic(mean, logvar),
+                    kl_wide=kl_to_isotropic(mean, logvar, self.overlap_scale), mean=mean, logvar=logvar)
 
     def chart_terms(self, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
-        """``terms_of_chart`` of every chart, stacked: recon, kl and kl_wide, each (n, K)."""
-        columns = list(zip(*(self.terms_of_chart(chart, x, sample) for chart in self.charts)))
-        return {name: torch.stack(column, 1) for name, column in zip(("recon", "kl", "kl_wide"), columns)}
+        """``terms_of_chart`` of every chart, stacked on dimension 1: recon, kl and kl_wide (n, K), mean and
+        logvar (n, K, d)."""
+        per_chart = [self.terms_of_chart(chart, x, sample) for chart in self.charts]
+        return {name: torch.stack([terms[name] for terms in per_chart], 1) for name in per_chart[0]}
 
     def chart_posteriors(self, neg_elbo: torch.Tensor) -> torch.Tensor:
         """beta_ik = softmax_k(-negELBO_k(x_i) / beta + log alpha_k), (n, K)."""
@@ -155,9 +156,9 @@ class Charts(Model):
         for k, chart in enumerate(self.charts):
             rows = (weights[:, k] > PRUNE_WEIGHT).nonzero().flatten()
             if len(rows):
-                chart_recon, chart_kl, _ = self.terms_of_chart(chart, x[rows])
-                recon = recon + (weights[rows, k] * chart_recon).sum()
-                kl = kl + (weights[rows, k] * chart_kl).sum()
+                terms = self.terms_of_chart(chart, x[rows])
+                recon = recon + (weights[rows, k] * terms["recon"]).sum()
+                kl = kl + (weights[rows, k] * terms["kl"]).sum()
         recon, kl = recon / len(x), kl / len(x)
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
 
@@ -180,32 +181,33 @@ class Charts(Model):
         return nearest
 
     # ---- the model interface -------------------------------------------------------------------
+    def encode_and_cluster(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mean, logvar, beta) from one pass of every chart at its encoder mean (deterministic): beta (n, K)
+        as ``cluster_posterior``; mean and logvar (n, d + K) as ``encode``."""
+        terms = self.chart_terms(x, sample=False)
+        beta = self.chart_posteriors(terms["recon"] + self.beta * terms["kl"])
+        best = beta.argmax(1)
+        rows = torch.arange(len(x), device=x.device)
+        indicator = F.one_hot(best, self.n_components).to(beta.dtype)
+        return (torch.cat([terms["mean"][rows, best], indicator], 1),
+                torch.cat([terms["logvar"][rows, best], torch.full_like(indicator, INDICATOR_LOGVAR)], 1), beta)
+
     @torch.no_grad()
     def cluster_posterior(self, x: torch.Tensor) -> torch.Tensor:
         """beta (n, K) with negELBO_k evaluated at the encoder mean of each chart (deterministic)."""
-        terms = self.chart_terms(x, sample=False)
-        return self.chart_posteriors(terms["recon"] + self.beta * terms["kl"])
+        return self.encode_and_cluster(x)[2]
 
     def chart_models(self) -> list:
         return list(self.charts)
 
     def stratify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        beta = self.cluster_posterior(x)
-        return self._encode_in(x, beta.argmax(1))[0], beta
+        mean, _, beta = self.encode_and_cluster(x)
+        return mean, beta
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, logvar), each (n, d + K): chart k* = argmax_k beta_ik's (m, log s^2) and its one-hot
         indicator (log-variance -30)."""
-        return self._encode_in(x, self.cluster_posterior(x).argmax(1))
-
-    def _encode_in(self, x: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = [chart.encode(x) for chart in self.charts]
-        means = torch.stack([m for m, _ in encoded], 1)  # (n, K, d)
-        logvars = torch.stack([lv for _, lv in encoded], 1)
-        rows = torch.arange(len(x), device=x.device)
-        indicator = F.one_hot(best, self.n_components).to(means.dtype)
-        return (torch.cat([means[rows, best], indicator], 1),
-                torch.cat([logvars[rows, best], torch.full_like(indicator, INDICATOR_LOGVAR)], 1))
+        return self.encode_and_cluster(x)[:2]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """g_k(z[:d]) with k = argmax of the indicator z[d:], per row."""
