@@ -138,7 +138,8 @@ def test_png_folder_subfolder_labels(tmp_path):
             pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
             write_png(tmp_path / "imgs" / cls / f"{cls}{i}.png", pixels)
             written[f"{cls}{i}"] = (pixels, label)
-    (tmp_path / "imgs" / ".DS_Store").write_bytes(b"junk")  # hidden files are ignored
+    for junk in (".DS_Store", "a_dog/Thumbs.db", "desktop.ini"):  # hidden files and Windows' folder files are ignored
+        (tmp_path / "imgs" / junk).write_bytes(b"junk")
     data = load_dataset(tmp_path / "imgs", test_fraction=0.2, seed=0)
     assert data.images.shape == (10, 1, 8, 8) and data.name == "imgs"
     for image, label, subject in zip(data.images, data.labels, data.subject_ids):
@@ -182,6 +183,11 @@ def test_folder_errors(tmp_path):
     write_png(junk / "a.png", np.zeros((8, 8), np.uint8))
     (junk / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match=r"notes\.txt: not a readable image"):
+        load_image_folder(junk)
+
+    (junk / "label").mkdir()
+    write_png(junk / "label" / "b.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"also the file .*a\.png at the top level; move it into a label subfolder"):
         load_image_folder(junk)
 
     empty = tmp_path / "empty"

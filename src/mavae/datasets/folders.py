@@ -11,6 +11,7 @@ from mavae.datasets.base import Dataset
 from mavae.datasets.common import check_image_size, resize_images, split_by_subject
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+OS_METADATA = ("thumbs.db", "desktop.ini")  # Windows' folder files: hidden there, plain files on a copy
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
@@ -24,7 +25,8 @@ def load_image_folder(path: str | Path, image_size: int | None = None, labels_cs
       files are loaded. Integer labels are kept; other labels map to 0..L-1 in sorted order.
     - one subfolder per label: sorted folder names map to 0..L-1;
     - else the top-level files, unlabelled (labels None).
-    Hidden files (leading ".") are ignored; any other file that is not an image raises.
+    Hidden files (leading ".") and Windows' Thumbs.db and desktop.ini are ignored; any other file
+    that is not an image raises.
 
     Subjects: the CSV's ``subject`` column, else the file stem (the same stem in two label
     folders is one subject). The split is by subject (see ``split_by_subject``).
@@ -66,7 +68,7 @@ def load_image_folder(path: str | Path, image_size: int | None = None, labels_cs
 
 
 def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name.lower() not in OS_METADATA)
 
 
 def _list_images(folder: Path) -> tuple[list[Path], list[int] | None]:
@@ -77,8 +79,8 @@ def _list_images(folder: Path) -> tuple[list[Path], list[int] | None]:
     if not dirs:
         return files, None
     if files:
-        raise ValueError(f"{folder}: has label subfolders and also the file {files[0]} at the top level; "
-                         "put every image in a label subfolder, or pass labels_csv")
+        raise ValueError(f"{folder}: has label subfolders and also the file {files[0]} at the top level; move "
+                         "it into a label subfolder (an image) or out of the folder, or pass labels_csv")
     out_files, out_labels = [], []
     for label, sub in enumerate(dirs):
         members = _visible(sub)
