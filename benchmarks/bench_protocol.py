@@ -66,7 +66,7 @@ from mavae.embedding import manifold_coordinates
 from mavae.mixture import ManifoldAnchoredGMM
 from mavae.models.factory import resolve
 from mavae.models.prior import MixturePrior, mixture_in_latents
-from mavae.runs import CHECKPOINT, load_run, read_assignments, staging_dir, write_atomic
+from mavae.runs import CHECKPOINT, load_run, read_assignments, read_history, staging_dir, write_atomic
 from mavae.training import stratify
 
 ROOT = Path(__file__).resolve().parent
@@ -220,13 +220,20 @@ def pixel_row(config: FitConfig) -> dict:
 
 # ---- one (cohort, row, seed) -------------------------------------------------------------------
 
-def trained_before(run_dir: Path) -> tuple[int, float]:
-    """(epochs, seconds) that an interrupted fit of run_dir has checkpointed; (0, 0.0) if none."""
+def checkpointed_history(run_dir: Path) -> list[dict]:
+    """The per-epoch records an interrupted fit of run_dir has checkpointed ([] if none)."""
     checkpoint = staging_dir(run_dir) / CHECKPOINT
     if not checkpoint.is_file():
-        return 0, 0.0
-    history = torch.load(checkpoint, map_location="cpu", weights_only=True)["history"]
-    return len(history), sum(record["seconds"] for record in history)
+        return []
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["history"]
+
+
+def resumed_history(before: list[dict], after: list[dict]) -> list[dict]:
+    """The checkpointed records (``before``) that the finished fit's history (``after``) begins with: all of
+    them when the fit resumed from that checkpoint, none when it discarded it (a checkpoint of another
+    setup, which fit(force=True) clears and starts afresh)."""
+    resumed = [record["seconds"] for record in after[:len(before)]] == [record["seconds"] for record in before]
+    return before if resumed else []
 
 
 def run_one(args, row: str, seed: int, work: Path) -> list[Path]:
@@ -261,14 +268,16 @@ def run_one(args, row: str, seed: int, work: Path) -> list[Path]:
         else:
             config = replace(base, model=name)
         run_dir = work / folder.name / f"{row}-{seed}"
-        resumed_epochs, earlier = trained_before(run_dir)
+        before = checkpointed_history(run_dir)
         result = fit(config, run_dir, progress=False, report=False, force=True)
+        resumed = resumed_history(before, read_history(run_dir / "history.csv"))
+        earlier = sum(record["seconds"] for record in resumed)
         record.update(config=asdict(config), seconds_per_epoch=result["seconds_per_epoch"],
                       refit_seconds=result.get("refit_seconds"),
                       fit_seconds=round(time.perf_counter() - start + earlier, 1),
                       preprocessing=result.get("preprocessing_seconds"))
-        if resumed_epochs:
-            record["resumed_epochs"] = resumed_epochs
+        if resumed:
+            record["resumed_epochs"] = len(resumed)
         rows = posthoc_rows(run_dir, seed) if name == "vae" else {row: fit_scores(run_dir, result)}
         if name == "vae":
             rows = {f"{n}{suffix}": v for n, v in rows.items()}

@@ -122,6 +122,13 @@ def test_a_fit_killed_in_a_work_dir_resumes_to_the_uninterrupted_file(tmp_path):
     assert resumed["fit_seconds"] >= resumed["seconds_per_epoch"] * 6 - 0.1  # the killed epochs counted too
 
 
+def test_a_discarded_checkpoint_is_not_counted_as_resumed():
+    before = [dict(epoch=0, seconds=1.5), dict(epoch=1, seconds=2.0)]
+    assert bench_protocol.resumed_history(before, before + [dict(epoch=2, seconds=3.0)]) == before
+    assert bench_protocol.resumed_history(before, [dict(epoch=0, seconds=1.25), dict(epoch=1, seconds=2.0)]) == []
+    assert bench_protocol.resumed_history([], before) == []
+
+
 def test_normal_recall_column_only_where_label_0_is_the_normal_class():
     def run(data, cohort):
         return dict(data=data, cohort=cohort, row="mavae", seed=0, acc=0.9, normal_recall=0.7, prototypes_real=True,
